@@ -1,0 +1,54 @@
+"""The ``smolserve`` command line.
+
+Each command group lives beside the code it drives and registers itself here through a
+``register(subparsers)`` function, so the CLI reuses the same functions as the operator.
+A command's handler returns an exit code; a ``SmolserveError`` becomes one clear line on
+stderr and its exit code (2 for usage, 1 for failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from smolserve import __version__
+from smolserve.errors import SmolserveError
+
+# Modules that contribute command groups, in the order `--help` lists them.
+COMMAND_MODULES = (
+    "smolserve.template.cli",  # smolserve template generate|verify|render
+    "smolserve.testkit.cli",  # smolserve testkit tokenizer
+    "smolserve.manifests.cli",  # smolserve render -f
+    "smolserve.jobs.cli",  # smolserve job publish-template|fetch-adapters (in-cluster)
+    "smolserve.operator.cli",  # smolserve operator (runs the kopf operator)
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's default already exits 2
+        self.print_usage(sys.stderr)
+        self.exit(2, f"smolserve: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="smolserve", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"smolserve {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SmolserveError as exc:
+        print(f"smolserve: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

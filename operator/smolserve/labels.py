@@ -1,0 +1,23 @@
+"""Names shared by the CRD, the builders, the operator and the chart."""
+
+GROUP = "smolserve.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "SmolServe"
+PLURAL = "smolserves"
+
+# Standard labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/).
+NAME = "app.kubernetes.io/name"
+INSTANCE = "app.kubernetes.io/instance"
+COMPONENT = "app.kubernetes.io/component"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+PART_OF = "app.kubernetes.io/part-of"
+
+APP_NAME = "smolserve"
+MANAGER = "smolserve-operator"
+
+# Project labels and annotations.
+SERVE = f"{GROUP}/serve"  # label: the SmolServe's name, on every child
+INPUTS_HASH = f"{GROUP}/inputs-hash"  # label: hash of a template Job's inputs
+TEMPLATE_HASH = f"{GROUP}/template-hash"  # label on template ConfigMaps; pod-template annotation
+PARSERS_HASH = f"{GROUP}/parsers-hash"  # pod-template annotation: hash of the parser plugin ConfigMap
