@@ -1,0 +1,121 @@
+{{/* Chart name, overridable. */}}
+{{- define "smol.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name prefix of every resource. */}}
+{{- define "smol.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Chart label value. */}}
+{{- define "smol.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the operator pods (never change them after install). */}}
+{{- define "smol.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "smol.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* Standard labels on every object the chart writes, without a component. */}}
+{{- define "smol.commonLabels" -}}
+helm.sh/chart: {{ include "smol.chart" . }}
+app.kubernetes.io/name: {{ include "smol.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: smolserve
+{{- end }}
+
+{{/* Standard labels of the operator's objects. */}}
+{{- define "smol.labels" -}}
+{{ include "smol.commonLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* The operator's ServiceAccount name. */}}
+{{- define "smol.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "smol.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The kopf peering object's name. */}}
+{{- define "smol.peeringName" -}}
+{{- default (include "smol.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{/* An image reference: repository@digest when a digest is set, else repository:tag (tag
+defaults to the chart's appVersion). Call with (dict "image" .Values.x.image "root" $). */}}
+{{- define "smol.image" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's permissions, as in docs/architecture.md; shared by the ClusterRole and the
+per-namespace Roles. Peering rules are added by the caller (they differ by scope). */}}
+{{- define "smol.operatorRules" -}}
+- apiGroups: ["smolserve.dev"]
+  resources: ["smolserves"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["smolserve.dev"]
+  resources: ["smolserves/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["services", "serviceaccounts"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* Namespace selector of the metrics monitors: the watched namespaces, or all. */}}
+{{- define "smol.servedNamespaces" -}}
+{{- if .Values.watchNamespaces }}
+matchNames:
+  {{- toYaml .Values.watchNamespaces | nindent 2 }}
+{{- else }}
+any: true
+{{- end }}
+{{- end }}
+
+{{/* Pods and Services the operator made for a SmolServe. */}}
+{{- define "smol.servedSelector" -}}
+matchLabels:
+  app.kubernetes.io/managed-by: smolserve-operator
+matchExpressions:
+  - key: smolserve.dev/serve
+    operator: Exists
+{{- end }}

@@ -1,0 +1,138 @@
+"""``job publish-template``: take or generate a chat template, verify it, publish its ConfigMap.
+
+The ConfigMap is immutable and content-addressed (``<serve>-chat-template-<sha8>``), so
+publishing is idempotent: if it already exists with the same text, there is nothing to do.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smolserve.errors import SmolserveError, UsageError
+from smolserve.manifests.template import build_template_configmap
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    serve: str
+    namespace: str
+    owner_uid: str | None
+    inputs_hash: str
+    tokenizer: str
+    revision: str | None = None
+    variant: str = "fixed"
+    close_system_turn: bool = True
+    template_file: str | None = None
+    template_env: str | None = None
+    allow_unverified: bool = False
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def template_text(request: PublishRequest, tokenizer: Any) -> str:
+    """The user's template (file or env) or one generated from the tokenizer."""
+    if request.template_file:
+        try:
+            return Path(request.template_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read template {request.template_file}: {exc.strerror}"
+            ) from exc
+    if request.template_env:
+        text = os.environ.get(request.template_env)
+        if not text:
+            raise UsageError(f"environment variable {request.template_env} holds no template")
+        return text
+    from smolserve.template import generate_template
+
+    generated = generate_template(
+        tokenizer, request.variant, close_system_turn=request.close_system_turn
+    )
+    return generated.text
+
+
+def verified_text(request: PublishRequest) -> str:
+    """Load the tokenizer, obtain the template, verify it; raise with one line if it fails."""
+    from smolserve.template import load_tokenizer, verify_template
+
+    tokenizer = load_tokenizer(request.tokenizer, request.revision)
+    _log(f"tokenizer: {request.tokenizer}" + (f"@{request.revision}" if request.revision else ""))
+    text = template_text(request, tokenizer)
+    # The seed variant is judged by its own generation prompts (no-think: bare), the rest by
+    # the fixed ones.
+    generated_seed = not (request.template_file or request.template_env) and (
+        request.variant == "seed"
+    )
+    report = verify_template(text, tokenizer, prompt_style="seed" if generated_seed else "fixed")
+    formatted = report.format()
+    _log(formatted)
+    if not report.ok:
+        if request.allow_unverified:
+            _log("publishing anyway: this template variant is published unverified by choice")
+        else:
+            raise SmolserveError(f"template failed verification: {failure_summary(formatted)}")
+    return text
+
+
+def failure_summary(formatted: str) -> str:
+    """The failing checks and the first failure's detail, from a report's text, on one line."""
+    lines = formatted.splitlines()
+    failing = [" ".join(line.split()) for line in lines if line.rstrip().endswith("FAIL")]
+    first = next((line.strip() for line in lines if line.startswith("  [")), "")
+    summary = "; ".join(failing) or "see the Job's log"
+    return f"{summary}; first: {first}" if first else summary
+
+
+def publish_configmap(api: Any, body: dict[str, Any]) -> str:
+    """Create the ConfigMap; accept an existing one with the same data. Returns its name."""
+    from kubernetes.client.exceptions import ApiException
+
+    name = body["metadata"]["name"]
+    namespace = body["metadata"]["namespace"]
+    try:
+        api.create_namespaced_config_map(namespace, body)
+        _log(f"created ConfigMap {namespace}/{name}")
+        return name
+    except ApiException as exc:
+        if exc.status != 409:
+            raise SmolserveError(
+                f"cannot create ConfigMap {namespace}/{name}: {exc.status} {exc.reason}"
+            ) from exc
+    try:
+        existing = api.read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        raise SmolserveError(
+            f"ConfigMap {namespace}/{name} exists but cannot be read: {exc.status} {exc.reason}"
+        ) from exc
+    if (existing.data or {}) != body["data"]:
+        raise SmolserveError(f"ConfigMap {namespace}/{name} exists with different content")
+    _log(f"ConfigMap {namespace}/{name} already exists with this template")
+    return name
+
+
+def publish_template(request: PublishRequest, api: Any) -> str:
+    text = verified_text(request)
+    body = build_template_configmap(
+        serve=request.serve,
+        namespace=request.namespace,
+        owner_uid=request.owner_uid,
+        text=text,
+        inputs_hash=request.inputs_hash,
+    )
+    return publish_configmap(api, body)
+
+
+def write_termination_message(path: str, message: str) -> None:
+    """One line, at most 4 KiB (the kubelet's limit), where the operator reads it."""
+    line = " ".join(message.split())
+    data = line.encode("utf-8")[:4096].decode("utf-8", "ignore")
+    try:
+        Path(path).write_text(data, encoding="utf-8")
+    except OSError as exc:
+        _log(f"cannot write the termination message to {path}: {exc.strerror}")

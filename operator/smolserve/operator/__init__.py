@@ -1,0 +1,1 @@
+"""The SmolServe operator: kopf handlers (thin), the pure planner and status, ``smolserve operator``."""

@@ -1,0 +1,57 @@
+"""``smolserve operator``: run the SmolServe operator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the SmolServe operator (kopf)",
+        description="Reconcile SmolServe objects: template Job → ConfigMap → vLLM Deployment.",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="serve only this namespace (repeatable; default: the whole cluster)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--peering", metavar="NAME", help="coordinate replicas through this kopf peering")
+    mode.add_argument(
+        "--standalone", action="store_true", help="no peering (the default without --peering)"
+    )
+    parser.add_argument(
+        "--liveness-port",
+        type=int,
+        metavar="PORT",
+        help="serve a liveness probe on http://0.0.0.0:PORT/healthz",
+    )
+    parser.add_argument(
+        "--no-scanning",
+        action="store_true",
+        help="do not watch namespaces and CRDs for changes (for API servers that lack them)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from smolserve.operator.runner import run
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+    run(
+        namespaces=args.namespace,
+        peering=args.peering,
+        standalone=args.standalone,
+        liveness=liveness,
+        scanning=not args.no_scanning,
+    )
+    return 0

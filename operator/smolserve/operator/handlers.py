@@ -1,0 +1,296 @@
+"""The kopf handlers: thin I/O around the pure planner (``reconcile.plan``).
+
+Reads come from kopf indexes (in-memory caches fed by watches), never from API calls, so a
+reconcile at steady state makes no request at all. Every trigger — the SmolServe changing, any
+of its children changing, the user's template ConfigMap changing — runs the same
+``Runtime.reconcile`` for that SmolServe, serialized per SmolServe.
+
+Status writes: from the SmolServe's own handlers the status goes into kopf's patch, so it and
+kopf's bookkeeping (kept in status) make a single write; from children's events the operator
+patches ``/status`` itself. Handlers are synchronous: kopf runs them in threads, so the
+blocking client never stalls kopf's event loop.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from smolserve import labels
+from smolserve.manifests import OperatorConfig
+from smolserve.operator import reconcile
+from smolserve.operator.apply import contains
+from smolserve.operator.kube import ApiError, Kube, Ref
+from smolserve.spec import SpecError, load_spec
+
+logger = logging.getLogger("smolserve.operator")
+
+SERVE_RESOURCE = (labels.GROUP, labels.VERSION, labels.PLURAL)
+# The children the operator watches (all labelled smolserve.dev/serve): kind → kopf resource.
+CHILD_RESOURCES = {
+    "Job": ("batch", "v1", "jobs"),
+    "Deployment": ("apps", "v1", "deployments"),
+    "Service": ("", "v1", "services"),
+    "ServiceAccount": ("", "v1", "serviceaccounts"),
+    "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+    "ConfigMap": ("", "v1", "configmaps"),
+}
+SERVES_INDEX = "smolserves_by_name"
+SERVE_LABEL = labels.SERVE
+
+Key = tuple[str, str]  # (namespace, SmolServe name)
+
+
+def _index_name(kind: str) -> str:
+    return f"{kind.lower()}s_by_serve"
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _version(obj: Mapping[str, Any]) -> int:
+    raw = obj.get("metadata", {}).get("resourceVersion", "")
+    return int(raw) if str(raw).isdigit() else -1
+
+
+def _values(index: Any, key: Key) -> list[dict[str, Any]]:
+    return list(index.get(key, ())) if index is not None else []
+
+
+class Runtime:
+    """The operator's state between handler calls: client, config, locks, recent writes.
+
+    ``_written`` remembers what this operator just wrote until its watch shows it (an object
+    at that resourceVersion or newer), so a reconcile that runs in between acts on what is
+    really there instead of re-sending the same write.
+    """
+
+    def __init__(self, kube: Kube, config: OperatorConfig) -> None:
+        self.kube = kube
+        self.config = config
+        self._guard = threading.Lock()
+        self._locks: dict[Key, threading.Lock] = {}
+        self._written: dict[Key, dict[Ref, dict[str, Any] | None]] = {}
+        self._status_written: dict[Key, dict[str, Any]] = {}
+        self._job_messages: dict[str, str] = {}  # Job uid → its pod's termination message
+        self._sources: dict[Key, str | None] = {}  # user ConfigMap → sha256 of its template key
+
+    def _lock(self, key: Key) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    # --- observing ---------------------------------------------------------------------------
+
+    def _fresh(self, key: Key, cached: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The watch cache, overlaid with this operator's writes the watch has not shown yet."""
+        seen: dict[Ref, dict[str, Any]] = {}
+        for obj in cached:
+            if not obj.get("metadata", {}).get("deletionTimestamp"):
+                seen[Ref.of(obj)] = obj
+        with self._guard:
+            written = self._written.get(key, {})
+            for ref, body in list(written.items()):
+                live = seen.get(ref)
+                if body is None:  # deleted by us
+                    if live is None:
+                        del written[ref]
+                    else:
+                        seen.pop(ref)
+                elif live is not None and _version(live) >= _version(body):
+                    del written[ref]
+                else:
+                    seen[ref] = body
+        return list(seen.values())
+
+    def _source_sha(self, serve: dict[str, Any]) -> str | None:
+        try:
+            spec = load_spec(serve)
+        except SpecError:
+            return None
+        ref = spec.template.config_map_ref
+        if spec.template.source != "configMap" or ref is None:
+            return None
+        key = (serve["metadata"]["namespace"], ref.name)
+        if key not in self._sources:
+            cm = self.kube.get(Ref("ConfigMap", key[0], key[1]))
+            self.remember_source(cm, key, ref.key)
+        return self._sources.get(key)
+
+    def remember_source(self, cm: Mapping[str, Any] | None, key: Key, data_key: str) -> None:
+        text = ((cm or {}).get("data") or {}).get(data_key)
+        self._sources[key] = None if text is None else hashlib.sha256(text.encode()).hexdigest()
+
+    def forget_source(self, key: Key) -> None:
+        self._sources.pop(key, None)
+
+    def _job_messages_for(self, jobs: Iterable[dict[str, Any]]) -> dict[str, str]:
+        messages = {}
+        for job in jobs:
+            if reconcile.job_state(job) != "failed":
+                continue
+            meta = job["metadata"]
+            if meta["uid"] not in self._job_messages:
+                pods = self.kube.list("Pod", meta["namespace"], f"job-name={meta['name']}")
+                self._job_messages[meta["uid"]] = termination_message(pods)
+            if self._job_messages[meta["uid"]]:
+                messages[meta["name"]] = self._job_messages[meta["uid"]]
+        return messages
+
+    # --- reconciling -------------------------------------------------------------------------
+
+    def reconcile(
+        self, key: Key, indexes: Mapping[str, Any], patch: kopf.Patch | None = None
+    ) -> None:
+        """Bring one SmolServe to its desired state (a no-op when it is already there)."""
+        with self._lock(key):
+            serves = _values(indexes.get(SERVES_INDEX), key)
+            if not serves:
+                return  # deleted: owner references take the children
+            serve = serves[0]
+            if serve["metadata"].get("deletionTimestamp"):
+                return
+            if patch is None and not (serve.get("status") or {}).get("kopf"):
+                return  # not yet handled by its own create handler, which comes next
+            written_status = self._status_written.get(key)
+            if written_status is not None:
+                if contains(serve.get("status"), written_status):
+                    del self._status_written[key]
+                else:
+                    serve = {**serve, "status": {**(serve.get("status") or {}), **written_status}}
+            cached = [o for kind in CHILD_RESOURCES for o in _values(indexes.get(_index_name(kind)), key)]
+            children = self._fresh(key, cached)
+            observed = reconcile.Observed(
+                serve=serve,
+                children=children,
+                source_sha256=self._source_sha(serve),
+                job_messages=self._job_messages_for(c for c in children if c.get("kind") == "Job"),
+            )
+            plan = reconcile.plan(observed, self.config, _now())
+            self._execute(key, plan)
+            if plan.status is not None:
+                if patch is not None:
+                    patch.setdefault("status", {}).update(plan.status)
+                else:
+                    self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
+                self._status_written[key] = plan.status
+            for event in plan.events:
+                kopf.event(serve, type=event.type, reason=event.reason, message=event.message)
+
+    def _execute(self, key: Key, plan: reconcile.Plan) -> None:
+        for obj in plan.create:
+            try:
+                created = self.kube.create(obj)
+            except ApiError as exc:
+                if exc.status != 409:  # 409: it exists already; its watch event will follow
+                    raise
+            else:
+                self._note(key, Ref.of(obj), created)
+        for ref, body in plan.patch:
+            try:
+                self._note(key, ref, self.kube.patch(ref, body))
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+        for ref in plan.delete:
+            try:
+                self.kube.delete(ref)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            self._note(key, ref, None)
+
+    def _note(self, key: Key, ref: Ref, body: dict[str, Any] | None) -> None:
+        with self._guard:
+            self._written.setdefault(key, {})[ref] = body
+
+
+def termination_message(pods: list[dict[str, Any]]) -> str:
+    """The last line a failed pod's container left in its termination message."""
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True):
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            for state in (status.get("state"), status.get("lastState")):
+                message = ((state or {}).get("terminated") or {}).get("message")
+                if message and message.strip():
+                    return message.strip().splitlines()[-1]
+    return ""
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """Register every handler into ``registry`` (one registry per operator, or per test)."""
+    present = {labels.SERVE: kopf.PRESENT}
+
+    def index_serves(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+        return {(namespace, name): dict(body)}
+
+    kopf.index(*SERVE_RESOURCE, id=SERVES_INDEX, registry=registry)(index_serves)
+
+    for kind, resource in CHILD_RESOURCES.items():
+
+        def index_child(namespace: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+            return {(namespace, body["metadata"]["labels"][SERVE_LABEL]): dict(body)}
+
+        kopf.index(*resource, id=_index_name(kind), labels=present, registry=registry)(index_child)
+
+        def on_child(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
+            runtime.reconcile((namespace, body["metadata"]["labels"][SERVE_LABEL]), kwargs)
+
+        kopf.on.event(*resource, id=f"{kind.lower()}-changed", labels=present, registry=registry)(on_child)
+
+    def on_serve(namespace: str, name: str, patch: kopf.Patch, **kwargs: Any) -> None:
+        try:
+            runtime.reconcile((namespace, name), kwargs, patch)
+        except ApiError as exc:
+            raise kopf.TemporaryError(str(exc), delay=5) from exc
+
+    for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        cause(*SERVE_RESOURCE, id="reconcile", registry=registry)(on_serve)
+
+    def on_configmap(
+        namespace: str, name: str, body: kopf.Body, type: str | None, **kwargs: Any
+    ) -> None:
+        """A user's template ConfigMap changed: re-hash it and reconcile who uses it."""
+        for (ns, serve_name), serve in _referencing(kwargs.get(SERVES_INDEX), namespace, name):
+            ref = serve_source(serve)
+            if ref is None:
+                continue
+            if type == "DELETED":
+                runtime.remember_source(None, (namespace, name), ref[1])
+            else:
+                runtime.remember_source(body, (namespace, name), ref[1])
+            runtime.reconcile((ns, serve_name), kwargs)
+
+    kopf.on.event("", "v1", "configmaps", id="source-changed", labels={labels.SERVE: kopf.ABSENT}, registry=registry)(
+        on_configmap
+    )
+
+
+
+def serve_source(serve: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(ConfigMap name, key) of a SmolServe's ``template.source: configMap``, if that is its source."""
+    template = (serve.get("spec") or {}).get("template") or {}
+    ref = template.get("configMapRef") or {}
+    if template.get("source") != "configMap" or not ref.get("name"):
+        return None
+    return ref["name"], ref.get("key", "chat_template.jinja")
+
+
+def _referencing(index: Any, namespace: str, name: str) -> list[tuple[Key, dict[str, Any]]]:
+    if index is None:
+        return []
+    found = []
+    for key in list(index):
+        if key[0] != namespace:
+            continue
+        for serve in index.get(key, ()):
+            source = serve_source(serve)
+            if source is not None and source[0] == name:
+                found.append((key, serve))
+    return found

@@ -1,0 +1,68 @@
+"""Build and run the kopf operator (``smolserve operator``, tests and the benchmark use this)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+
+from smolserve.manifests import OperatorConfig
+from smolserve.operator.handlers import Runtime, register
+from smolserve.operator.kube import Kube, load_configuration
+from smolserve.operator.settings import build_settings
+
+
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same configuration as the operator's own client."""
+    configuration = load_configuration()
+    header = configuration.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _, token = header.rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(login)
+    register(registry, runtime)
+    return registry
+
+
+def run(
+    *,
+    namespaces: Sequence[str] = (),
+    peering: str | None = None,
+    standalone: bool = False,
+    liveness: str | None = None,
+    scanning: bool = True,
+    config: OperatorConfig | None = None,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+) -> None:
+    """Run the operator until stopped; blocking (it owns the calling thread's event loop)."""
+    runtime = Runtime(Kube.from_environment(), config or OperatorConfig.from_env())
+    asyncio.run(
+        kopf.operator(
+            registry=build_registry(runtime),
+            settings=build_settings(scanning=scanning),
+            standalone=standalone or peering is None,
+            peering_name=peering,
+            liveness_endpoint=liveness,
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    )

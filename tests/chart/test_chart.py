@@ -1,0 +1,393 @@
+"""The Helm chart: lint, render with every values file, validate, and check what it promises."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from smolserve.cli import build_parser
+from smolserve.manifests import OperatorConfig, build_deployment
+from smolserve.spec import load_spec
+
+from .helpers import (
+    CHART,
+    HELMS,
+    KUBE_VERSIONS,
+    PROMETHEUS_API,
+    RELEASE,
+    RELEASE_NAMESPACE,
+    ROOT,
+    crd_errors,
+    crd_schema_validator,
+    find_tool,
+    kube_validate,
+    read_yaml_docs,
+    run,
+    values_files,
+)
+
+pytestmark = pytest.mark.tools
+
+VALUES = [None, *values_files()]
+VALUES_IDS = ["defaults", *[p.name for p in values_files()]]
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ClusterKopfPeering",
+    "CustomResourceDefinition",
+}
+STANDARD_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+    "helm.sh/chart",
+)
+
+
+def chart_meta() -> dict[str, Any]:
+    return yaml.safe_load((CHART / "Chart.yaml").read_text())
+
+
+def templated(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects from templates/ (helm template --include-crds also prints crds/)."""
+    return [o for o in objs if o["kind"] != "CustomResourceDefinition"]
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def test_chart_metadata() -> None:
+    meta = chart_meta()
+    assert meta["apiVersion"] == "v2"
+    assert meta["appVersion"] == "0.1.0"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(rf'^version = "{re.escape(meta["appVersion"])}"$', pyproject, re.M), (
+        "the chart's appVersion must be the smolserve package version (images are tagged with it)"
+    )
+
+
+@pytest.mark.parametrize("helm", HELMS)
+@pytest.mark.parametrize("values", VALUES, ids=VALUES_IDS)
+def test_helm_lint_strict(helm: str, values: Path | None, helm_env: dict[str, str]) -> None:
+    cmd: list[Any] = [find_tool(helm), "lint", "--strict", CHART]
+    if values is not None:
+        cmd += ["--values", values]
+    out = run(cmd, env=helm_env)
+    assert "0 chart(s) failed" in out
+
+
+@pytest.mark.parametrize("values", VALUES, ids=VALUES_IDS)
+@pytest.mark.parametrize("monitoring", [False, True], ids=["plain", "prometheus-operator"])
+def test_rendered_manifests_validate(helm_template, values: Path | None, monitoring: bool) -> None:
+    """Every rendered object is valid for Kubernetes 1.30 and 1.37 (unknown fields refused);
+    the custom kinds are validated against their CRDs."""
+    apis = [PROMETHEUS_API] if monitoring else []
+    objs = helm_template(values, api_versions=apis)
+    crds = {o["spec"]["names"]["kind"]: o for o in by_kind(objs, "CustomResourceDefinition")}
+    errors: list[str] = []
+    for version in KUBE_VERSIONS:
+        errs, custom = kube_validate(objs, version)
+        errors += errs
+        expected_custom = {"kopf.dev/v1/ClusterKopfPeering", "kopf.dev/v1/KopfPeering"}
+        expected_custom |= {"smolserve.dev/v1alpha1/SmolServe"}
+        expected_custom |= {f"{PROMETHEUS_API}/PodMonitor", f"{PROMETHEUS_API}/ServiceMonitor"}
+        assert custom <= expected_custom, f"unexpected custom kinds: {custom - expected_custom}"
+    for obj in objs:
+        if obj["apiVersion"].startswith(("kopf.dev/", "smolserve.dev/")):
+            errors += crd_errors(crd_schema_validator(crds[obj["kind"]]), obj)
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_helm3_and_helm4_render_the_same(helm_template, helm: str) -> None:
+    for values in VALUES:
+        assert helm_template(values, helm=helm) == helm_template(values, helm="helm")
+
+
+@pytest.mark.parametrize("values", VALUES, ids=VALUES_IDS)
+def test_labels_and_namespaces(helm_template, values: Path | None) -> None:
+    for obj in templated(helm_template(values, api_versions=[PROMETHEUS_API])):
+        meta = obj["metadata"]
+        missing = [k for k in STANDARD_LABELS if k not in meta.get("labels", {})]
+        assert not missing, f"{obj['kind']} {meta['name']} lacks labels {missing}"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        if obj["kind"] in CLUSTER_SCOPED:
+            assert "namespace" not in meta
+        else:
+            assert meta.get("namespace"), f"{obj['kind']} {meta['name']} has no namespace"
+
+
+def operator_deployment(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deploy,) = by_kind(objs, "Deployment")
+    return deploy
+
+
+def test_operator_deployment_defaults(helm_template) -> None:
+    objs = helm_template()
+    deploy = operator_deployment(objs)
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    version = chart_meta()["appVersion"]
+    assert container["image"] == f"ghcr.io/smolserve/operator:{version}"
+    env = {e["name"]: e for e in container["env"]}
+    assert (
+        env["SMOLSERVE_TEMPLATE_JOB_IMAGE"]["value"] == f"ghcr.io/smolserve/template-job:{version}"
+    )
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert container["args"] == [
+        "operator",
+        f"--peering={RELEASE}",
+        "--liveness-port=8080",
+        "--no-scanning",
+    ]
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
+    # Restricted pod security.
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert (
+        container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
+    )
+    assert container["livenessProbe"]["httpGet"]["port"] == "health"
+    (peering,) = by_kind(objs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == RELEASE
+    assert not by_kind(objs, "SmolServe")
+    # No Prometheus operator API, no monitors.
+    assert not by_kind(objs, "PodMonitor") and not by_kind(objs, "ServiceMonitor")
+
+
+def rule(group: str, resources: str, verbs: str) -> dict[str, Any]:
+    return {"apiGroups": [group], "resources": resources.split(), "verbs": verbs.split()}
+
+
+def architecture_rbac() -> list[dict[str, Any]]:
+    """The operator's RBAC as docs/architecture.md lists it."""
+    return [
+        rule("smolserve.dev", "smolserves", "get list watch patch update"),
+        rule("smolserve.dev", "smolserves/status", "get patch update"),
+        rule("batch", "jobs", "get list watch create delete"),
+        rule("", "configmaps", "get list watch create delete"),
+        rule("apps", "deployments", "get list watch create patch"),
+        rule("", "services serviceaccounts", "get list watch create patch"),
+        rule("rbac.authorization.k8s.io", "roles rolebindings", "get list watch create patch"),
+        rule("", "pods", "get list"),
+        rule("", "events", "create patch"),
+    ]
+
+
+def flatten(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
+def test_cluster_rbac_is_exactly_the_architecture_list(helm_template) -> None:
+    objs = helm_template()
+    (role,) = by_kind(objs, "ClusterRole")
+    peering = [rule("kopf.dev", "clusterkopfpeerings", "get list watch patch")]
+    assert flatten(role["rules"]) == flatten(architecture_rbac() + peering)
+    assert not any(
+        "*" in part for rule in role["rules"] for part in rule["verbs"] + rule["resources"]
+    )
+    (binding,) = by_kind(objs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE}
+    ]
+    assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
+
+
+def test_namespaced_install_has_no_cluster_permissions(helm_template) -> None:
+    objs = helm_template(CHART / "ci" / "namespaced-values.yaml", api_versions=[PROMETHEUS_API])
+    assert not by_kind(objs, "ClusterRole") and not by_kind(objs, "ClusterRoleBinding")
+    assert not by_kind(objs, "ClusterKopfPeering")
+    roles = by_kind(objs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    peering = [rule("kopf.dev", "kopfpeerings", "get list watch patch")]
+    for role in roles:
+        assert flatten(role["rules"]) == flatten(architecture_rbac() + peering)
+    assert sorted(b["metadata"]["namespace"] for b in by_kind(objs, "RoleBinding")) == [
+        "team-a",
+        "team-b",
+    ]
+    assert sorted(p["metadata"]["namespace"] for p in by_kind(objs, "KopfPeering")) == [
+        "team-a",
+        "team-b",
+    ]
+    deploy = operator_deployment(objs)
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert deploy["spec"]["replicas"] == 2
+    (monitor,) = by_kind(objs, "ServiceMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_standalone_uses_recreate_and_digests(helm_template) -> None:
+    objs = helm_template(CHART / "ci" / "standalone-values.yaml")
+    deploy = operator_deployment(objs)
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert "--standalone" in container["args"]
+    assert not any(a.startswith("--peering") for a in container["args"])
+    assert container["image"] == "ghcr.io/smolserve/operator@sha256:" + "0" * 64
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (
+        env["SMOLSERVE_TEMPLATE_JOB_IMAGE"] == "ghcr.io/smolserve/template-job@sha256:" + "1" * 64
+    )
+    assert not by_kind(objs, "ClusterKopfPeering") and not by_kind(objs, "ServiceAccount")
+    assert not by_kind(objs, "NetworkPolicy")
+    assert deploy["spec"]["template"]["spec"]["serviceAccountName"] == "smolserve-operator"
+
+
+def test_monitors_only_with_the_prometheus_operator(helm_template) -> None:
+    assert not by_kind(helm_template(), "PodMonitor")
+    objs = helm_template(api_versions=[PROMETHEUS_API])
+    (monitor,) = by_kind(objs, "PodMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    selector = monitor["spec"]["selector"]
+    assert selector["matchLabels"] == {"app.kubernetes.io/managed-by": "smolserve-operator"}
+
+
+def test_monitor_selects_the_vllm_pods_the_builders_make() -> None:
+    """The PodMonitor's selector matches the server pods' labels and port name."""
+    (serve,) = read_yaml_docs(ROOT / "examples" / "smolserve.yaml")
+    deploy = build_deployment(
+        load_spec(serve), OperatorConfig(), template_configmap="x", template_hash="x"
+    )
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["app.kubernetes.io/managed-by"] == "smolserve-operator"
+    assert "smolserve.dev/serve" in pod_labels
+    ports = [
+        p["name"]
+        for c in deploy["spec"]["template"]["spec"]["containers"]
+        for p in c.get("ports", [])
+    ]
+    assert "http" in ports
+
+
+def test_smolserve_from_values(helm_template) -> None:
+    objs = helm_template(CHART / "ci" / "smolserve-values.yaml")
+    (serve,) = by_kind(objs, "SmolServe")
+    assert serve["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert serve["spec"]["thinking"] == {"default": "noThink"}
+    assert serve["metadata"]["labels"]["app.kubernetes.io/component"] == "model"
+
+
+def test_operator_arguments_are_accepted_by_the_cli(helm_template) -> None:
+    """The chart's arguments parse with the real `smolserve operator` parser."""
+    for values in [None, *values_files()]:
+        deploy = operator_deployment(helm_template(values))
+        args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+        parsed = build_parser().parse_args(args)
+        assert parsed.command == "operator"
+
+
+def test_two_replicas_without_peering_are_refused(helm_env: dict[str, str]) -> None:
+    sets = ["--set", "peering.enabled=false", "--set", "operator.replicas=2"]
+    proc = subprocess.run(
+        [find_tool("helm"), "template", RELEASE, CHART, *sets],
+        capture_output=True,
+        text=True,
+        env=helm_env,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "needs peering.enabled=true" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "bad", ["operator.replicas=two", "bogusKey=1", "operator.image.pullPolicy=Sometimes"]
+)
+def test_schema_refuses_bad_values(bad: str, helm_env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [find_tool("helm"), "template", RELEASE, CHART, "--set", bad],
+        capture_output=True,
+        text=True,
+        env=helm_env,
+        check=False,
+    )
+    assert proc.returncode != 0, f"--set {bad} was accepted"
+    assert "schema" in proc.stderr.lower()
+
+
+def test_every_value_is_documented() -> None:
+    """Every chart value has a comment right above it, unless it sits inside a Kubernetes object
+    passed through as a whole (resources, securityContext: documented at the block), and every
+    value is declared in values.schema.json."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing blocks
+    undocumented, undeclared = [], []
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z]\w*):", line)
+        if not m:
+            continue
+        indent, key = len(m.group(1)), m.group(2)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        parent: dict[str, Any] | None = schema
+        for _, name in stack:
+            parent = (parent or {}).get("properties", {}).get(name)
+        stack.append((indent, key))
+        if parent is None or "properties" not in parent:
+            continue  # inside a passed-through object
+        if key not in parent["properties"]:
+            undeclared.append(".".join(k for _, k in stack))
+        if not (i and lines[i - 1].strip().startswith("#")):
+            undocumented.append(f"line {i + 1}: {line.strip()}")
+    assert not undocumented, "values without a comment:\n" + "\n".join(undocumented)
+    assert not undeclared, f"values missing from values.schema.json: {undeclared}"
+
+
+def test_notes_render(helm_env: dict[str, str]) -> None:
+    """NOTES.txt renders for the default and SmolServe-creating installs (helm install --dry-run
+    needs no cluster with --dry-run=client on helm 4)."""
+    for values in (None, CHART / "ci" / "smolserve-values.yaml"):
+        cmd: list[Any] = [
+            find_tool("helm"),
+            "install",
+            RELEASE,
+            CHART,
+            "--dry-run=client",
+            "-n",
+            RELEASE_NAMESPACE,
+        ]
+        if values:
+            cmd += ["--values", values]
+        out = run(cmd, env=helm_env)
+        notes = out.split("NOTES:", 1)[1]
+        assert "kubectl -n smolserve-system get deploy/smol" in notes
+        assert "tools" in notes and "get_weather" in notes
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_kube_version_floor(helm: str, helm_env: dict[str, str]) -> None:
+    """Chart.yaml's kubeVersion admits the versions the manifests are validated for, no older."""
+
+    def renders(version: str) -> bool:
+        cmd = [find_tool(helm), "template", RELEASE, CHART, "--kube-version", version]
+        return subprocess.run(cmd, capture_output=True, env=helm_env, check=False).returncode == 0
+
+    for version in KUBE_VERSIONS:
+        assert renders(f"{version}.0"), version
+    assert not renders("1.29.0")

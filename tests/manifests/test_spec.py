@@ -1,0 +1,97 @@
+"""``load_spec``: defaults, one-line errors naming the field, and a lossless ``to_dict``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from smolserve.errors import UsageError
+from smolserve.spec import SpecError, load_spec
+
+
+def obj(spec: Any, name: str = "smol") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ai", "uid": "u"}, "spec": spec}
+
+
+def test_identity_is_recorded():
+    spec = load_spec(obj({}))
+    assert (spec.name, spec.namespace, spec.uid) == ("smol", "ai", "u")
+
+
+def test_spec_error_is_a_usage_error():
+    assert issubclass(SpecError, UsageError)
+
+
+def test_generate_only_defaults():
+    assert load_spec(obj({})).template.variant == "fixed"
+    assert load_spec(obj({})).template.close_system_turn is True
+    inline = load_spec(obj({"template": {"source": "inline", "inline": "x"}})).template
+    assert inline.variant is None and inline.close_system_turn is None
+
+
+def test_adapters_are_sorted_by_name():
+    spec = load_spec(
+        obj({"lora": {"adapters": [{"name": "b", "source": "hf://o/b@1"},
+                                   {"name": "a", "source": "pvc://c/a"}]}})
+    )  # fmt: skip
+    assert [a.name for a in spec.lora.adapters] == ["a", "b"]
+    assert spec.lora.adapters[0].pvc.claim_name == "c"
+    assert spec.lora.adapters[1].hf_repo == ("o/b", "1")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"model": {"pvc": {"claimName": "m", "path": "/p/"}, "tokenSecretRef": {"name": "s"}}},
+        {"template": {"source": "configMap", "configMapRef": {"name": "t", "key": "k"}}},
+        {"engine": {"env": [{"name": "A", "value": "1"}], "extraArgs": ["--x"]}},
+        {"affinity": {"a": 1}, "runtimeClassName": "nvidia", "tolerations": [{"key": "k"}]},
+        {"rollout": {"maxSurge": "10%", "maxUnavailable": "5%"}, "resources": {"cpu": 2}},
+    ],
+)
+def test_to_dict_round_trips(spec):
+    loaded = load_spec(obj(spec))
+    assert load_spec(obj(loaded.to_dict())) == loaded
+
+
+BAD = {
+    "spec not a mapping": ([], "spec must be an object"),
+    "section not a mapping": ({"model": "x"}, "spec.model must be an object"),
+    "replicas as string": ({"replicas": "3"}, "spec.replicas must be an integer"),
+    "replicas as bool": ({"replicas": True}, "spec.replicas must be an integer, got a boolean"),
+    "negative replicas": ({"replicas": -1}, "spec.replicas"),
+    "unknown source": ({"template": {"source": "url"}}, "spec.template.source must be one of"),
+    "unknown dtype": ({"engine": {"dtype": "int4"}}, "spec.engine.dtype"),
+    "utilization": ({"engine": {"gpuMemoryUtilization": 2}}, "gpuMemoryUtilization"),
+    "extra args not strings": ({"engine": {"extraArgs": [1]}}, "extraArgs"),
+    "rank": ({"lora": {"maxRank": 3}}, "spec.lora.maxRank"),
+    "adapter without source": ({"lora": {"adapters": [{"name": "a"}]}}, "adapters[0]"),
+    "percent": ({"rollout": {"maxSurge": "ten"}}, "spec.rollout.maxSurge"),
+    "service port": ({"service": {"port": 0}}, "spec.service.port"),
+    "service type": ({"service": {"type": "ExternalName"}}, "spec.service.type"),
+    "pvc without claim": ({"model": {"pvc": {}}}, "spec.model.pvc.claimName"),
+    "secret without name": ({"model": {"tokenSecretRef": {}}}, "tokenSecretRef.name"),
+    "cpu as list": ({"resources": {"cpu": [1]}}, "spec.resources.cpu"),
+}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_specs_fail_with_one_line_naming_the_field(name):
+    spec, expected = BAD[name]
+    with pytest.raises(SpecError) as err:
+        load_spec(obj(spec))
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["", "Smol", "9lives", "a" * 46, "a_b"])
+def test_bad_names(name):
+    with pytest.raises(SpecError, match=r"metadata\.name"):
+        load_spec(obj({}, name=name))
+
+
+def test_not_a_mapping():
+    with pytest.raises(SpecError):
+        load_spec([])  # type: ignore[arg-type]

@@ -1,0 +1,60 @@
+"""Fixtures for the operator's integration tests: the emulator, the real operator, a kubelet."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the `support` package
+
+from support import EmulatedCluster, load_crds  # noqa: E402
+from support.kubelet import Kubelet  # noqa: E402
+from support.running import OperatorThread  # noqa: E402
+
+from smolserve.manifests import OperatorConfig  # noqa: E402
+
+NAMESPACE = "default"
+
+
+@pytest.fixture()
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedCluster]:
+    with EmulatedCluster(tmp_path / "kubeconfig") as cluster:
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        client = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
+        ext = kubernetes.client.ApiextensionsV1Api(client)
+        for crd in load_crds():
+            ext.create_custom_resource_definition(crd)
+        yield cluster
+
+
+@pytest.fixture()
+def api_client(cluster: EmulatedCluster) -> kubernetes.client.ApiClient:
+    return kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
+
+
+@pytest.fixture()
+def operator(cluster: EmulatedCluster) -> Iterator[OperatorThread]:
+    thread = OperatorThread(OperatorConfig(job_image="ghcr.io/smolserve/template-job:test"))
+    thread.start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture(scope="session")
+def tokenizer_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory standing for the `models` PVC, holding the test-kit tokenizer."""
+    from smolserve.testkit import build_tokenizer
+
+    root = tmp_path_factory.mktemp("models")
+    build_tokenizer(root / "SmolLM3-3B")
+    return root
+
+
+@pytest.fixture()
+def kubelet(api_client: kubernetes.client.ApiClient, tokenizer_root: Path, tmp_path: Path) -> Kubelet:
+    mounts = {"/models": tokenizer_root, "/etc/smolserve/source": tmp_path / "source"}
+    return Kubelet(api_client, mounts, tmp_path)

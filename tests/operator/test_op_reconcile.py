@@ -1,0 +1,311 @@
+"""The real operator (kopf, in a thread) against the emulator, with the tests playing the kubelet.
+
+Template Jobs run for real: their container arguments go through ``smolserve.cli.main`` with
+the test-kit tokenizer standing in for the model PVC, and publish the ConfigMap through the
+API like the pod would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+import kubernetes
+import pytest
+from support import EmulatedCluster
+from support.kubelet import Kubelet
+from support.running import OperatorThread, wait_for
+
+from smolserve import labels
+from smolserve.operator.kube import USER_AGENT
+
+NS = "default"
+GROUP, VERSION, PLURAL = labels.GROUP, labels.VERSION, labels.PLURAL
+MERGE = "application/merge-patch+json"
+BASE = {
+    "apiVersion": labels.API_VERSION,
+    "kind": labels.KIND,
+    "metadata": {"name": "smol", "namespace": NS},
+    "spec": {"model": {"pvc": {"claimName": "models", "path": "SmolLM3-3B"}}},
+}
+
+
+class World:
+    """The test's view of the cluster: the API client, the emulator's store, the kubelet."""
+
+    def __init__(self, cluster: EmulatedCluster, api_client: Any, kubelet: Kubelet) -> None:
+        self.cluster = cluster
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.core = kubernetes.client.CoreV1Api(api_client)
+        self.apps = kubernetes.client.AppsV1Api(api_client)
+        self.kubelet = kubelet
+
+    def create(self, spec: dict[str, Any] | None = None, name: str = "smol") -> dict[str, Any]:
+        body = copy.deepcopy(BASE)
+        body["metadata"]["name"] = name
+        body["spec"].update(spec or {})
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
+
+    def patch_spec(self, spec: dict[str, Any], name: str = "smol") -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, name, {"spec": spec}, _content_type=MERGE
+        )
+
+    def serve(self, name: str = "smol") -> dict[str, Any]:
+        return self.cluster.snapshot(PLURAL, GROUP, **{})[0] if name == "smol" else next(
+            s for s in self.cluster.snapshot(PLURAL, GROUP) if s["metadata"]["name"] == name
+        )
+
+    def children(self, plural: str, group: str = "", serve: str = "smol") -> list[dict[str, Any]]:
+        return self.cluster.snapshot(plural, group, **{labels.SERVE: serve})
+
+    def templates(self, serve: str = "smol") -> list[dict[str, Any]]:
+        return [
+            cm
+            for cm in self.children("configmaps", serve=serve)
+            if cm["metadata"]["labels"].get(labels.COMPONENT) == "template"
+        ]
+
+    def deployment(self, serve: str = "smol") -> dict[str, Any] | None:
+        found = self.children("deployments", "apps", serve)
+        return found[0] if found else None
+
+    def condition(self, type_: str, name: str = "smol") -> dict[str, Any]:
+        conditions = (self.serve(name).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), {})
+
+    def wait_job(self, not_in: set[str] = frozenset()) -> dict[str, Any]:
+        def new_job() -> dict[str, Any] | None:
+            jobs = [j for j in self.children("jobs", "batch") if j["metadata"]["name"] not in not_in]
+            return jobs[0] if jobs else None
+
+        return wait_for(new_job, what="a new template Job")
+
+    def run_template(self, not_in: set[str] = frozenset()) -> dict[str, Any]:
+        """Wait for the template Job, run it, and wait until the Deployment mounts its output."""
+        job = self.wait_job(not_in)
+        code, message = self.kubelet.run_job(job)
+        assert code == 0, message
+        inputs8 = job["metadata"]["labels"][labels.INPUTS_HASH]
+        cm = wait_for(
+            lambda: [t for t in self.templates() if t["metadata"]["labels"][labels.INPUTS_HASH] == inputs8],
+            what="the template ConfigMap",
+        )[0]
+        wait_for(lambda: mounted(self.deployment()) == cm["metadata"]["name"], what="the rollout")
+        return cm
+
+    def ready(self) -> None:
+        """Report the Deployment ready and wait until the SmolServe says so."""
+        self.kubelet.deployment_ready(NS, "smol")
+        wait_for(lambda: (self.serve().get("status") or {}).get("phase") == "Ready", what="phase Ready")
+
+    def writes(self, since: int = 0) -> list[tuple[str, str, str]]:
+        """Requests that change something, made by the operator or by kopf, after ``since``."""
+        log = self.cluster.call(lambda emulator: list(emulator.log))[since:]
+        return [
+            (r.method, r.path, r.user_agent)
+            for r in log
+            if r.method != "GET" and (r.user_agent.startswith(USER_AGENT) or r.user_agent.startswith("kopf/"))
+        ]
+
+    def log_length(self) -> int:
+        return self.cluster.call(lambda emulator: len(emulator.log))
+
+    def events(self, reason: str) -> list[dict[str, Any]]:
+        return [e for e in self.cluster.snapshot("events") if e.get("reason") == reason]
+
+
+def mounted(deployment: dict[str, Any] | None) -> str | None:
+    if deployment is None:
+        return None
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    return next(v["configMap"]["name"] for v in volumes if v["name"] == "template")
+
+
+def template_annotation(deployment: dict[str, Any]) -> str:
+    return deployment["spec"]["template"]["metadata"]["annotations"][labels.TEMPLATE_HASH]
+
+
+@pytest.fixture()
+def world(cluster: EmulatedCluster, api_client: Any, kubelet: Kubelet, operator: OperatorThread) -> World:
+    return World(cluster, api_client, kubelet)
+
+
+def settle(world: World, seconds: float = 1.0) -> list[tuple[str, str, str]]:
+    """The writes made during ``seconds`` of quiet (the steady state makes none)."""
+    start = world.log_length()
+    time.sleep(seconds)
+    return world.writes(start)
+
+
+def test_create_runs_the_template_job_then_deploys(world: World) -> None:
+    world.create()
+    job = world.wait_job()
+    assert world.deployment() is None  # never before a verified template
+    kinds = {
+        "serviceaccounts": world.children("serviceaccounts"),
+        "roles": world.children("roles", "rbac.authorization.k8s.io"),
+        "services": world.children("services"),
+    }
+    assert all(len(objs) == 1 for objs in kinds.values()), kinds
+    wait_for(lambda: world.condition("TemplateReady").get("reason") == "TemplateJobRunning")
+
+    cm = world.run_template()
+    deployment = world.deployment()
+    assert template_annotation(deployment) == cm["metadata"]["labels"][labels.TEMPLATE_HASH]
+    serve_uid = world.serve()["metadata"]["uid"]
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == serve_uid
+    assert cm["immutable"] is True and job["metadata"]["ownerReferences"][0]["uid"] == serve_uid
+
+    world.ready()
+    status = world.serve()["status"]
+    assert status["readyReplicas"] == 1 and status["observedGeneration"] == 1
+    assert status["templateConfigMap"] == cm["metadata"]["name"]
+    assert status["templateHash"] == cm["metadata"]["annotations"]["smolserve.dev/template-sha256"]
+    assert status["endpoint"] == "http://smol.default.svc:8000/v1"
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "TemplateReady": "True",
+        "Available": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+    }
+    assert world.events("TemplateVerified") and world.events("MinimumReplicasAvailable")
+    assert settle(world) == []
+
+
+def test_template_change_rolls_and_a_revert_reuses_the_kept_configmap(world: World) -> None:
+    world.create()
+    first = world.run_template()
+    world.ready()
+    first_job = {j["metadata"]["name"] for j in world.children("jobs", "batch")}
+
+    world.patch_spec({"template": {"closeSystemTurn": False}})
+    second = world.run_template(not_in=first_job)
+    assert second["metadata"]["name"] != first["metadata"]["name"]
+    rolled = world.deployment()
+    assert template_annotation(rolled) == second["metadata"]["labels"][labels.TEMPLATE_HASH]
+    assert rolled["metadata"]["generation"] == 2
+
+    posts_before = [w for w in world.writes() if w[0] == "POST" and w[1].endswith("/jobs")]
+    world.patch_spec({"template": {"closeSystemTurn": True}})
+    wait_for(lambda: mounted(world.deployment()) == first["metadata"]["name"], what="the revert")
+    posts_after = [w for w in world.writes() if w[0] == "POST" and w[1].endswith("/jobs")]
+    assert posts_after == posts_before  # the kept ConfigMap was reused: no Job
+    assert world.condition("TemplateReady")["status"] == "True"
+
+
+def test_a_failed_template_job_keeps_the_last_good_template(world: World) -> None:
+    world.create()
+    good = world.run_template()
+    world.ready()
+    before = world.deployment()
+    old_jobs = {j["metadata"]["name"] for j in world.children("jobs", "batch")}
+
+    world.patch_spec({"template": {"source": "inline", "inline": "{{ messages[0]['content'] }}"}})
+    job = world.wait_job(not_in=old_jobs)
+    code, message = world.kubelet.run_job(job)
+    assert code != 0 and message
+    degraded = wait_for(lambda: world.condition("Degraded").get("status") == "True" and world.condition("Degraded"))
+    assert degraded["reason"] == "TemplateJobFailed"
+    assert message in degraded["message"]
+    assert world.events("TemplateJobFailed")[0]["type"] == "Warning"
+    after = world.deployment()
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert mounted(after) == good["metadata"]["name"]
+    assert settle(world) == []
+
+
+def test_only_the_last_three_templates_are_kept(world: World) -> None:
+    world.create()
+    names = [world.run_template()["metadata"]["name"]]
+    variants = [{"closeSystemTurn": False}, {"variant": "seed"}, {"variant": "stock"}]
+    for variant in variants:
+        seen = {j["metadata"]["name"] for j in world.children("jobs", "batch")}
+        world.patch_spec({"template": variant})
+        names.append(world.run_template(not_in=seen)["metadata"]["name"])
+    assert len(set(names)) == 4
+    kept = wait_for(
+        lambda: (t := {c["metadata"]["name"] for c in world.templates()}) if len(t) == 3 else None,
+        what="pruning to three",
+    )
+    assert kept == set(names[1:])
+
+
+def test_deleting_the_smolserve_removes_its_children(world: World) -> None:
+    world.create()
+    world.run_template()
+    world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "smol")
+    kinds = [("deployments", "apps"), ("services", ""), ("jobs", "batch"), ("configmaps", ""), ("serviceaccounts", "")]
+    wait_for(lambda: not any(world.children(p, g) for p, g in kinds), what="children gone")
+    assert settle(world, 0.5) == []
+
+
+def test_a_restart_creates_nothing_and_writes_nothing(world: World, operator: OperatorThread) -> None:
+    world.create()
+    world.run_template()
+    world.ready()
+    assert settle(world, 0.5) == []
+    before = {p: len(world.children(p, g)) for p, g in [("deployments", "apps"), ("jobs", "batch"), ("configmaps", "")]}
+    operator.stop()
+    start = world.log_length()
+    operator.start()
+    time.sleep(1.5)
+    assert world.writes(start) == []
+    after = {p: len(world.children(p, g)) for p, g in [("deployments", "apps"), ("jobs", "batch"), ("configmaps", "")]}
+    assert after == before
+
+
+def test_lora_flags_and_adapter_order(world: World) -> None:
+    adapters = [
+        {"name": "sql", "source": "pvc://adapters/sql"},
+        {"name": "chat", "source": "pvc://adapters/chat"},
+    ]
+    world.create({"lora": {"adapters": adapters, "maxRank": 8, "maxLoras": 2}})
+    world.run_template()
+    args = world.deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--enable-lora" in args
+    assert args[args.index("--max-lora-rank") + 1] == "8"
+    assert args[args.index("--max-loras") + 1] == "2"
+    modules = [json.loads(m) for m in args[args.index("--lora-modules") + 1 :][:2]]
+    assert [m["name"] for m in modules] == ["chat", "sql"]
+    assert all(m["base_model_name"] == "smollm3" for m in modules)
+    version = world.deployment()["metadata"]["resourceVersion"]
+    world.patch_spec({"lora": {"adapters": adapters[::-1], "maxRank": 8, "maxLoras": 2}})
+    wait_for(lambda: world.serve()["status"]["observedGeneration"] == 2, what="observedGeneration 2")
+    assert world.deployment()["metadata"]["resourceVersion"] == version
+
+
+def test_a_bad_spec_is_degraded_with_an_event_and_no_children(world: World) -> None:
+    world.create({"template": {"source": "configMap"}})  # the CRD's CEL would refuse this
+    degraded = wait_for(lambda: world.condition("Degraded").get("status") == "True" and world.condition("Degraded"))
+    assert degraded["reason"] == "InvalidSpec" and "configMapRef" in degraded["message"]
+    assert world.serve()["status"]["phase"] == "Degraded"
+    assert world.events("InvalidSpec")[0]["type"] == "Warning"
+    assert all(not world.children(p, g) for p, g in [("jobs", "batch"), ("services", ""), ("serviceaccounts", "")])
+    assert settle(world) == []
+
+
+def test_a_configmap_source_change_rolls_the_pods(world: World) -> None:
+    from smolserve.testkit import stock_template_text
+
+    text = stock_template_text()
+    world.core.create_namespaced_config_map(NS, {"metadata": {"name": "my-template"}, "data": {"t.jinja": text}})
+    world.create({"template": {"source": "configMap", "configMapRef": {"name": "my-template", "key": "t.jinja"}}})
+    first = world.run_template()
+    jobs = {j["metadata"]["name"] for j in world.children("jobs", "batch")}
+    edited = text.replace("<|im_start|>", "<|im_start|>", 1) + "\n"
+    world.core.patch_namespaced_config_map("my-template", NS, {"data": {"t.jinja": edited}}, _content_type=MERGE)
+    second = world.run_template(not_in=jobs)
+    assert second["metadata"]["name"] != first["metadata"]["name"]
+
+
+def test_a_rollout_undo_behind_the_operators_back_is_reverted(world: World) -> None:
+    world.create()
+    cm = world.run_template()
+    world.ready()
+    body = {"spec": {"template": {"metadata": {"annotations": {labels.TEMPLATE_HASH: "00000000"}}}}}
+    world.apps.patch_namespaced_deployment("smol", NS, body, _content_type=MERGE)
+    wanted = cm["metadata"]["labels"][labels.TEMPLATE_HASH]
+    wait_for(lambda: template_annotation(world.deployment()) == wanted, what="the operator's template back")

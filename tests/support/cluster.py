@@ -1,0 +1,107 @@
+"""Run the emulator on a port from a background thread and hand out a kubeconfig for it.
+
+Tests stay synchronous: the emulator has its own event loop in its own thread, the operator
+(kopf) has another, and test code talks to both through the real Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kmock
+import yaml
+
+from .emulator import Emulator
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+CRD_PATH = REPO / "crds" / "smolserve.yaml"
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig with one context that points at ``server`` without credentials."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
+        "users": [{"name": "emulator", "user": {"token": "emulator"}}],
+        "contexts": [
+            {
+                "name": "emulator",
+                "context": {"cluster": "emulator", "user": "emulator", "namespace": "default"},
+            }
+        ],
+        "current-context": "emulator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class EmulatedCluster:
+    """The emulator served on 127.0.0.1 from a daemon thread; a context manager."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.url = ""
+        self.emulator: Emulator | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="k8s-emulator", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        async with Emulator() as emulator, kmock.Server(emulator) as server:
+            self.emulator, self.url = emulator, str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> EmulatedCluster:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the Kubernetes API emulator did not start")
+        write_kubeconfig(self.kubeconfig, self.url)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def call(self, fn: Callable[[Emulator], T]) -> T:
+        """Run ``fn(emulator)`` on the emulator's loop (the store is not thread-safe)."""
+        assert self._loop is not None and self.emulator is not None
+        emulator = self.emulator
+
+        async def run() -> T:
+            return fn(emulator)
+
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        return future.result(10)
+
+    def snapshot(self, plural: str, group: str = "", **labels: str) -> list[dict[str, Any]]:
+        """Deep copies of the stored objects of a type, optionally filtered by labels."""
+
+        def pick(emulator: Emulator) -> list[dict[str, Any]]:
+            objs = emulator.objects(plural, group)
+            wanted = [
+                o for o in objs if labels.items() <= (o["metadata"].get("labels") or {}).items()
+            ]
+            return copy.deepcopy(wanted)
+
+        return self.call(pick)
+
+
+def load_crds(path: Path = CRD_PATH) -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions in a YAML stream."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return [d for d in docs if d.get("kind") == "CustomResourceDefinition"]

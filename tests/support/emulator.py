@@ -1,0 +1,619 @@
+"""A Kubernetes API emulator realistic enough for a real kopf operator: kmock plus a realism layer.
+
+kmock 0.8 (``kmock.KubernetesScaffold``) gives the aiohttp server, request parsing, Status error
+rendering and ``/version``. It lacks what kopf and the Kubernetes client rely on (see
+``docs/operator.md`` and the shared testing notes), so this subclass serves every resource
+request itself, from an in-memory store, with the API server's rules:
+
+- ``metadata.uid``, ``resourceVersion`` (one cluster-wide counter), ``creationTimestamp``,
+  ``generation`` (bumped when anything but metadata and status changes), ``generateName``;
+- 201 on create, 409 ``AlreadyExists``, 409 ``Conflict`` on a stale ``resourceVersion``, 404,
+  422 on a failed JSON-patch ``test`` op and on writes to an immutable ConfigMap;
+- merge patch and JSON patch (strategic-merge and apply patches answer 415, so code that
+  relies on them fails loudly here instead of passing by accident), PUT;
+- ``status`` subresources (main writes ignore status, status writes ignore the rest);
+- label selectors, ``metadata.name``/``metadata.namespace`` field selectors, ``kind`` on lists;
+- watch from a ``resourceVersion`` (replayed from history; 410 when it is too old);
+- deletion with finalizers (``deletionTimestamp``, removal once finalizers are empty) and
+  ownerReference garbage collection (a dependent goes once none of its owners exist);
+- discovery of built-in kinds and of CRDs created through the API (served versions,
+  subresources, short names), with ``/api/v1`` answering ``groupVersion: v1``.
+
+Not emulated: schema validation and defaulting, admission, controllers (nothing runs Jobs or
+Deployments; tests play the kubelet by writing status), the scale subresource, server-side apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import datetime
+import json
+import random
+import string
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+
+from .patching import PatchInvalid, PatchTestFailed, json_patch, merge_patch
+from .selectors import SelectorError, field_matcher, label_matcher
+
+VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+HISTORY_LIMIT = 100_000  # watch events kept for resuming watches; older resourceVersions get 410
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One served resource type."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    subresources: frozenset[str] = frozenset()
+    short_names: tuple[str, ...] = ()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_version(self) -> str:
+        return self.api_version
+
+
+def _builtin(api: str, plural: str, kind: str, namespaced: bool = True, status: bool = False) -> Kind:
+    group, _, version = api.rpartition("/")
+    return Kind(group, version, plural, kind, namespaced, frozenset({"status"} if status else ()))
+
+
+BUILTIN_KINDS = (
+    _builtin("v1", "namespaces", "Namespace", namespaced=False, status=True),
+    _builtin("v1", "configmaps", "ConfigMap"),
+    _builtin("v1", "secrets", "Secret"),
+    _builtin("v1", "services", "Service", status=True),
+    _builtin("v1", "serviceaccounts", "ServiceAccount"),
+    _builtin("v1", "pods", "Pod", status=True),
+    _builtin("v1", "events", "Event"),
+    _builtin("v1", "persistentvolumeclaims", "PersistentVolumeClaim", status=True),
+    _builtin("apps/v1", "deployments", "Deployment", status=True),
+    _builtin("apps/v1", "replicasets", "ReplicaSet", status=True),
+    _builtin("batch/v1", "jobs", "Job", status=True),
+    _builtin("rbac.authorization.k8s.io/v1", "roles", "Role"),
+    _builtin("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding"),
+    _builtin("events.k8s.io/v1", "events", "Event"),
+    _builtin("coordination.k8s.io/v1", "leases", "Lease"),
+    _builtin(
+        "apiextensions.k8s.io/v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        status=True,
+    ),
+)
+CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+
+
+def _fail(status: int, reason: str, message: str) -> kmock.KubernetesError:
+    return kmock.KubernetesError(status=status, reason=reason, message=message, details={})
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    """What ``generation`` tracks: everything but metadata and status."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+@dataclass
+class _Collection:
+    """The objects of one resource type and the watch history over them."""
+
+    objects: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
+    history: collections.deque[tuple[int, dict[str, Any]]] = field(
+        default_factory=lambda: collections.deque(maxlen=HISTORY_LIMIT)
+    )
+    forgotten_up_to: int = 0  # resourceVersions at or below this are no longer replayable
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the emulator saw it, for counting who asked what."""
+
+    method: str
+    path: str
+    user_agent: str
+    at: float
+
+
+@attrs.define(kw_only=True)
+class Emulator(kmock.KubernetesScaffold):
+    """kmock's server with a realistic, in-memory Kubernetes API behind it."""
+
+    kinds: dict[tuple[str, str], Kind] = attrs.field(factory=dict, init=False)
+    stores: dict[tuple[str, str], _Collection] = attrs.field(
+        factory=lambda: collections.defaultdict(_Collection), init=False
+    )
+    log: list[RequestRecord] = attrs.field(factory=list, init=False)
+    _revision: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for kind in BUILTIN_KINDS:
+            self.kinds[kind.group, kind.plural] = kind
+
+    # --- entry point -----------------------------------------------------------------------------
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """Parse the request ourselves: kmock's parser fails on cluster-scoped paths such as
+        ``/api/v1/namespaces`` and keeps every request in memory, which a benchmark cannot afford."""
+        body = await raw_request.read()
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        request = kmock.Request(
+            method=raw_request.method,
+            url=raw_request.url,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            body=body,
+            text=body.decode(errors="replace"),
+            data=data,
+            raw_request=raw_request,
+        )
+        try:
+            return await self._handle(request)
+        except Exception as exc:  # rendered as a Kubernetes Status, as the API server would
+            return await self._render_error(exc)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        path = request.url.path
+        self.log.append(
+            RequestRecord(request.method.value, path, request.headers.get("User-Agent", ""), time.monotonic())
+        )
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["_emulator"]:
+            return aiohttp.web.json_response([r.__dict__ for r in self.log])
+        if parts == ["api"]:
+            return aiohttp.web.json_response({"kind": "APIVersions", "versions": ["v1"]})
+        if parts == ["apis"]:
+            return aiohttp.web.json_response(self._group_list())
+        if parts[:1] == ["apis"] and len(parts) == 2:
+            return aiohttp.web.json_response(self._group(parts[1]))
+        if parts[:1] == ["api"] and len(parts) == 2:
+            return aiohttp.web.json_response(self._resource_list("", parts[1]))
+        if parts[:1] == ["apis"] and len(parts) == 3:
+            return aiohttp.web.json_response(self._resource_list(parts[1], parts[2]))
+        if parts[:1] in (["api"], ["apis"]) and len(parts) > 2:
+            return await self._serve_resource(request, parts)
+        return await super()._handle(request)
+
+    # --- discovery -------------------------------------------------------------------------------
+
+    def _served(self, group: str, version: str | None = None) -> list[Kind]:
+        return [
+            k for k in self.kinds.values() if k.group == group and version in (None, k.version)
+        ]
+
+    def _group(self, name: str) -> dict[str, Any]:
+        versions = sorted({k.version for k in self._served(name)})
+        if not versions:
+            raise _fail(404, "NotFound", f"the server could not find the group {name}")
+        entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+        return {
+            "apiVersion": "v1",
+            "kind": "APIGroup",
+            "name": name,
+            "versions": entries,
+            "preferredVersion": entries[-1],
+        }
+
+    def _group_list(self) -> dict[str, Any]:
+        names = sorted({k.group for k in self.kinds.values() if k.group})
+        groups = [self._group(name) for name in names]
+        for group in groups:
+            del group["apiVersion"], group["kind"]
+        return {"apiVersion": "v1", "kind": "APIGroupList", "groups": groups}
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        kinds = self._served(group, version)
+        if not kinds:
+            raise _fail(404, "NotFound", f"the server could not find {group}/{version}")
+        resources: list[dict[str, Any]] = []
+        for k in sorted(kinds, key=lambda k: k.plural):
+            common = {"namespaced": k.namespaced, "kind": k.kind, "verbs": VERBS}
+            resources.append(
+                {
+                    "name": k.plural,
+                    "singularName": k.kind.lower(),
+                    "shortNames": list(k.short_names),
+                    **common,
+                }
+            )
+            resources.extend(
+                {"name": f"{k.plural}/{sub}", "singularName": "", **common}
+                for sub in sorted(k.subresources)
+            )
+        return {
+            "apiVersion": "v1",
+            "kind": "APIResourceList",
+            "groupVersion": kinds[0].group_version,
+            "resources": resources,
+        }
+
+    # --- store helpers (also used directly by tests to play controllers) -----------------------
+
+    def _next_revision(self) -> str:
+        self._revision += 1
+        return str(self._revision)
+
+    def _publish(self, key: tuple[str, str], kind: str, obj: dict[str, Any]) -> None:
+        coll = self.stores[key]
+        if len(coll.history) == coll.history.maxlen:
+            coll.forgotten_up_to = coll.history[0][0]
+        coll.history.append(
+            (int(obj["metadata"]["resourceVersion"]), {"type": kind, "object": copy.deepcopy(obj)})
+        )
+        coll.changed.set()
+        coll.changed = asyncio.Event()
+
+    def objects(self, plural: str, group: str = "") -> Iterator[dict[str, Any]]:
+        """The stored objects of one resource type (live references: do not mutate)."""
+        return iter(list(self.stores[group, plural].objects.values()))
+
+    def get(self, plural: str, namespace: str | None, name: str, group: str = "") -> dict | None:
+        """One stored object, or None."""
+        return self.stores[group, plural].objects.get((namespace, name))
+
+    # --- resources -------------------------------------------------------------------------------
+
+    def _route(
+        self, parts: list[str]
+    ) -> tuple[Kind, str | None, str | None, str | None]:
+        if parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        kind = self.kinds.get((group, rest[0]))
+        if kind is None or kind.version != version:
+            raise _fail(404, "NotFound", f"the server could not find the requested resource ({'/'.join(parts)})")
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        if subresource is not None and subresource not in kind.subresources:
+            raise _fail(404, "NotFound", f"{kind.plural} has no subresource {subresource}")
+        return kind, (namespace if kind.namespaced else None), name, subresource
+
+    async def _serve_resource(
+        self, request: kmock.Request, parts: list[str]
+    ) -> aiohttp.web.StreamResponse:
+        kind, namespace, name, subresource = self._route(parts)
+        method, params = request.method.value.upper(), request.params
+        if method == "GET" and params.get("watch") in ("true", "1"):
+            return await self._watch(request, kind, namespace, name)
+        if name is None:
+            if method == "GET":
+                return aiohttp.web.json_response(self._list(kind, namespace, params))
+            if method == "POST":
+                body = self._create(kind, namespace, request.data)
+                return aiohttp.web.json_response(body, status=201)
+            if method == "DELETE":
+                return aiohttp.web.json_response(self._delete_collection(kind, namespace, params))
+        else:
+            if method == "GET":
+                return aiohttp.web.json_response(self._read(kind, namespace, name))
+            if method == "PATCH":
+                content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+                body = self._patch(kind, namespace, name, subresource, content_type, request.data)
+                return aiohttp.web.json_response(body)
+            if method == "PUT":
+                return aiohttp.web.json_response(self._replace(kind, namespace, name, subresource, request.data))
+            if method == "DELETE":
+                options = request.data if isinstance(request.data, dict) else {}
+                return aiohttp.web.json_response(self._delete(kind, namespace, name, options))
+        raise _fail(405, "MethodNotAllowed", f"{method} is not supported on {request.url.path}")
+
+    def _read(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = self.stores[kind.group, kind.plural].objects.get((namespace, name))
+        if obj is None:
+            raise _fail(404, "NotFound", f'{kind.plural} "{name}" not found')
+        return obj
+
+    def _matching(
+        self, kind: Kind, namespace: str | None, params: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        try:
+            labels_ok = label_matcher(params.get("labelSelector"))
+            fields_ok = field_matcher(params.get("fieldSelector"))
+        except SelectorError as exc:
+            raise _fail(400, "BadRequest", str(exc)) from exc
+        return [
+            obj
+            for (ns, _), obj in self.stores[kind.group, kind.plural].objects.items()
+            if namespace in (None, ns)
+            and labels_ok(obj["metadata"].get("labels") or {})
+            and fields_ok(obj)
+        ]
+
+    def _list(self, kind: Kind, namespace: str | None, params: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": kind.api_version,
+            "kind": f"{kind.kind}List",
+            "metadata": {"resourceVersion": str(self._revision)},
+            "items": self._matching(kind, namespace, params),
+        }
+
+    def _create(self, kind: Kind, namespace: str | None, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise _fail(400, "BadRequest", "the request body must be a JSON object")
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+            meta["name"] = meta["generateName"] + suffix
+        if not meta.get("name"):
+            raise _fail(422, "Invalid", f"{kind.kind}: metadata.name: Required value")
+        if kind.namespaced:
+            if meta.get("namespace") not in (None, namespace):
+                raise _fail(400, "BadRequest", "the namespace of the object does not match the URL")
+            meta["namespace"] = namespace
+        coll = self.stores[kind.group, kind.plural]
+        if (namespace, meta["name"]) in coll.objects:
+            raise _fail(409, "AlreadyExists", f'{kind.plural} "{meta["name"]}" already exists')
+        if "status" in kind.subresources:
+            obj.pop("status", None)
+        obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+        meta.update(
+            uid=str(uuid.uuid4()),
+            resourceVersion=self._next_revision(),
+            creationTimestamp=_now(),
+            generation=1,
+        )
+        for stale in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            meta.pop(stale, None)
+        if (kind.group, kind.plural) == CRD_KEY:
+            self._register_crd(obj)
+        coll.objects[namespace, meta["name"]] = obj
+        self._publish((kind.group, kind.plural), "ADDED", obj)
+        return obj
+
+    def _store(
+        self, kind: Kind, old: dict[str, Any], new: dict[str, Any], subresource: str | None
+    ) -> dict[str, Any]:
+        """Validate and commit a new state of an existing object (patch or replace)."""
+        if "status" in kind.subresources:
+            if subresource == "status":
+                new = {**copy.deepcopy(old), "status": new.get("status")}
+            else:
+                new["status"] = copy.deepcopy(old.get("status"))
+            if new.get("status") is None:
+                new.pop("status")
+        meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
+        for fixed in ("uid", "name", "namespace", "creationTimestamp", "deletionTimestamp"):
+            if fixed in old_meta:
+                meta[fixed] = old_meta[fixed]
+            else:
+                meta.pop(fixed, None)
+        new["apiVersion"], new["kind"] = kind.api_version, kind.kind
+        if old.get("immutable") and _content(new) != _content(old):
+            raise _fail(422, "Invalid", f'{kind.kind} "{meta["name"]}" is immutable')
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        meta["generation"] = old_meta.get("generation", 1)
+        if new == old:
+            return old  # a no-op write changes nothing, not even the resourceVersion
+        meta["generation"] += _content(new) != _content(old)
+        meta["resourceVersion"] = self._next_revision()
+        if (kind.group, kind.plural) == CRD_KEY:
+            self._register_crd(new)
+        key = (kind.group, kind.plural)
+        self.stores[key].objects[meta.get("namespace"), meta["name"]] = new
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self._remove(kind, new)
+        else:
+            self._publish(key, "MODIFIED", new)
+        return new
+
+    def _patch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        subresource: str | None,
+        content_type: str,
+        body: Any,
+    ) -> dict[str, Any]:
+        old = self._read(kind, namespace, name)
+        try:
+            if content_type == "application/merge-patch+json":
+                if not isinstance(body, dict):
+                    raise _fail(400, "BadRequest", "a merge patch must be a JSON object")
+                wanted = (body.get("metadata") or {}).get("resourceVersion")
+                if wanted is not None and wanted != old["metadata"]["resourceVersion"]:
+                    raise _fail(409, "Conflict", f'the object "{name}" has been modified')
+                new = merge_patch(old, body)
+            elif content_type == "application/json-patch+json":
+                new = json_patch(old, body if isinstance(body, list) else [])
+            else:
+                raise _fail(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the emulator applies merge and JSON patches only, not {content_type!r}",
+                )
+        except PatchTestFailed as exc:
+            raise _fail(422, "Invalid", str(exc)) from exc
+        except PatchInvalid as exc:
+            raise _fail(422, "Invalid", str(exc)) from exc
+        return self._store(kind, old, new, subresource)
+
+    def _replace(
+        self, kind: Kind, namespace: str | None, name: str, subresource: str | None, body: Any
+    ) -> dict[str, Any]:
+        old = self._read(kind, namespace, name)
+        if not isinstance(body, dict):
+            raise _fail(400, "BadRequest", "the request body must be a JSON object")
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted and wanted != old["metadata"]["resourceVersion"]:
+            raise _fail(409, "Conflict", f'the object "{name}" has been modified')
+        return self._store(kind, old, copy.deepcopy(body), subresource)
+
+    def _delete(
+        self, kind: Kind, namespace: str | None, name: str, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        obj = self._read(kind, namespace, name)
+        meta = obj["metadata"]
+        if meta.get("finalizers"):
+            if not meta.get("deletionTimestamp"):
+                new = copy.deepcopy(obj)
+                new["metadata"].update(
+                    deletionTimestamp=_now(),
+                    deletionGracePeriodSeconds=0,
+                    resourceVersion=self._next_revision(),
+                )
+                self.stores[kind.group, kind.plural].objects[namespace, name] = new
+                self._publish((kind.group, kind.plural), "MODIFIED", new)
+                return new
+            return obj
+        self._remove(kind, obj, orphan=options.get("propagationPolicy") == "Orphan")
+        return obj
+
+    def _delete_collection(
+        self, kind: Kind, namespace: str | None, params: dict[str, str]
+    ) -> dict[str, Any]:
+        items = [
+            self._delete(kind, obj["metadata"].get("namespace"), obj["metadata"]["name"], {})
+            for obj in self._matching(kind, namespace, params)
+        ]
+        return {"apiVersion": kind.api_version, "kind": f"{kind.kind}List", "items": items}
+
+    def _remove(self, kind: Kind, obj: dict[str, Any], orphan: bool = False) -> None:
+        """Remove an object for good, then collect the dependents left without any owner."""
+        meta = obj["metadata"]
+        del self.stores[kind.group, kind.plural].objects[meta.get("namespace"), meta["name"]]
+        gone = {**obj, "metadata": {**meta, "resourceVersion": self._next_revision()}}
+        self._publish((kind.group, kind.plural), "DELETED", gone)
+        if (kind.group, kind.plural) == CRD_KEY:
+            self._unregister_crd(obj)
+        if not orphan:
+            self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        alive = {
+            o["metadata"]["uid"] for c in self.stores.values() for o in c.objects.values()
+        }
+        for (group, plural), coll in list(self.stores.items()):
+            for (namespace, name), obj in list(coll.objects.items()):
+                owners = obj["metadata"].get("ownerReferences") or []
+                if owners and not any(ref.get("uid") in alive for ref in owners):
+                    if (namespace, name) in coll.objects and (group, plural) in self.kinds:
+                        self._delete(self.kinds[group, plural], namespace, name, {})
+
+    # --- CRDs ------------------------------------------------------------------------------------
+
+    def _register_crd(self, crd: dict[str, Any]) -> None:
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        served = [v for v in spec.get("versions") or [] if v.get("served", True)]
+        if not served or not names.get("plural") or not spec.get("group"):
+            raise _fail(422, "Invalid", "a CRD needs spec.group, spec.names.plural and a served version")
+        version = next((v for v in served if v.get("storage")), served[0])
+        self.kinds[spec["group"], names["plural"]] = Kind(
+            group=spec["group"],
+            version=version["name"],
+            plural=names["plural"],
+            kind=names.get("kind", ""),
+            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+            subresources=frozenset((version.get("subresources") or {}).keys()),
+            short_names=tuple(names.get("shortNames") or ()),
+        )
+        crd["status"] = {
+            "acceptedNames": names,
+            "storedVersions": [version["name"]],
+            "conditions": [
+                {"type": t, "status": "True", "reason": t, "lastTransitionTime": _now()}
+                for t in ("NamesAccepted", "Established")
+            ],
+        }
+
+    def _unregister_crd(self, crd: dict[str, Any]) -> None:
+        key = (crd["spec"]["group"], crd["spec"]["names"]["plural"])
+        self.kinds.pop(key, None)
+        self.stores.pop(key, None)
+
+    # --- watch -----------------------------------------------------------------------------------
+
+    async def _watch(
+        self, request: kmock.Request, kind: Kind, namespace: str | None, name: str | None
+    ) -> aiohttp.web.StreamResponse:
+        params = dict(request.params)
+        if name is not None:
+            params["fieldSelector"] = ",".join(
+                filter(None, [params.get("fieldSelector"), f"metadata.name={name}"])
+            )
+        try:
+            labels_ok = label_matcher(params.get("labelSelector"))
+            fields_ok = field_matcher(params.get("fieldSelector"))
+        except SelectorError as exc:
+            raise _fail(400, "BadRequest", str(exc)) from exc
+
+        def wanted(obj: dict[str, Any]) -> bool:
+            meta = obj["metadata"]
+            return (
+                namespace in (None, meta.get("namespace"))
+                and labels_ok(meta.get("labels") or {})
+                and fields_ok(obj)
+            )
+
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request._raw_request)
+        coll = self.stores[kind.group, kind.plural]
+        since = params.get("resourceVersion") or "0"
+        deadline = time.monotonic() + float(params.get("timeoutSeconds") or 3600)
+        try:
+            if since == "0":
+                since = str(self._revision)
+                for obj in self._matching(kind, namespace, params):
+                    await response.write(self._event_line("ADDED", obj))
+            last = int(since)
+            if last < coll.forgotten_up_to:
+                gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
+                        "reason": "Expired", "message": f"too old resource version: {last}"}
+                await response.write(self._event_line("ERROR", gone))
+                return response
+            while time.monotonic() < deadline:
+                changed = coll.changed
+                fresh = []
+                for rv, event in reversed(coll.history):
+                    if rv <= last:
+                        break
+                    fresh.append((rv, event))
+                for rv, event in reversed(fresh):
+                    last = rv
+                    if wanted(event["object"]):
+                        await response.write(self._event_line(event["type"], event["object"]))
+                if not fresh:
+                    try:
+                        await asyncio.wait_for(changed.wait(), deadline - time.monotonic())
+                    except TimeoutError:
+                        break
+        except (ConnectionResetError, asyncio.CancelledError):
+            return response
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    def _event_line(kind: str, obj: dict[str, Any]) -> bytes:
+        return json.dumps({"type": kind, "object": obj}).encode() + b"\n"

@@ -1,0 +1,301 @@
+"""``smolserve template generate|verify|render`` through the real CLI entry point, including every
+bad input: one line on stderr, exit 2 for usage and 1 for failure, and no output file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from smolserve.cli import main
+from smolserve.testkit import stock_template_text
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["template", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("smolserve: error: ")
+    return lines[0]
+
+
+def test_generate_writes_template_and_summary(tmp_path, capsys, testkit_tokenizer_dir) -> None:
+    out = tmp_path / "chat_template.jinja"
+    code, stdout, _ = run(
+        capsys, "generate", "--tokenizer", str(testkit_tokenizer_dir), "--out", str(out)
+    )
+    assert code == 0
+    summary = json.loads(stdout)
+    text = out.read_text(encoding="utf-8")
+    assert summary["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert summary["variant"] == "fixed"
+    assert summary["source"] == str(testkit_tokenizer_dir)
+    assert summary["revision"] is None
+    assert summary["close_system_turn"] is True
+    assert summary["token_map"]["tool_call_open"] == {
+        "id": 128015,
+        "text": "<tool_call>",
+        "special": False,
+    }
+    assert set(summary["versions"]) == {"smolserve", "transformers", "tokenizers", "jinja2"}
+    assert summary["out"] == str(out)
+    assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("variant", ["fixed", "seed", "stock"])
+def test_generate_verify_then_verify_command(
+    variant, tmp_path, capsys, testkit_tokenizer_dir
+) -> None:
+    out = tmp_path / "t.jinja"
+    tok = str(testkit_tokenizer_dir)
+    code, _, err = run(
+        capsys, "generate", "--tokenizer", tok, "--variant", variant, "--out", str(out), "--verify"
+    )
+    if variant == "stock":
+        assert code == 1
+        line = err.strip().splitlines()[-1]
+        assert line.startswith("smolserve: error: stock template failed verification (")
+        assert "result: FAIL" in err  # the readable report comes first
+        assert not out.exists()
+        out.write_text(stock_template_text())
+    else:
+        assert code == 0, err
+    code, stdout, _ = run(capsys, "verify", "--template", str(out), "--tokenizer", tok)
+    assert code == (0 if variant == "fixed" else 1)
+    verdict = stdout.strip().splitlines()[-1]
+    assert verdict.startswith("result: PASS" if variant == "fixed" else "result: FAIL (")
+    if variant == "seed":
+        assert (
+            run(
+                capsys,
+                "verify",
+                "--template",
+                str(out),
+                "--tokenizer",
+                tok,
+                "--prompt-style",
+                "seed",
+            )[0]
+            == 0
+        )
+
+
+def test_render_prints_the_prompt(tmp_path, capsys, testkit_tokenizer_dir) -> None:
+    template = tmp_path / "t.jinja"
+    tok = str(testkit_tokenizer_dir)
+    assert run(capsys, "generate", "--tokenizer", tok, "--out", str(template))[0] == 0
+    messages = tmp_path / "m.json"
+    messages.write_text(json.dumps([{"role": "user", "content": "Hi"}]))
+    tools = tmp_path / "tools.json"
+    tools.write_text(
+        json.dumps([{"type": "function", "function": {"name": "f", "parameters": {}}}])
+    )
+    code, stdout, _ = run(
+        capsys,
+        "render",
+        "--template",
+        str(template),
+        "--tokenizer",
+        tok,
+        "--messages",
+        str(messages),
+        "--tools",
+        str(tools),
+        "--enable-thinking",
+        "false",
+        "--date",
+        "2026-03-04",
+    )
+    assert code == 0
+    assert "Today Date: 04 March 2026\nReasoning Mode: /no_think\n" in stdout
+    assert '{"type": "function", "function": {"name": "f"' in stdout
+    assert stdout.endswith(
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n"
+    )
+    code, stdout, _ = run(
+        capsys,
+        "render",
+        "--template",
+        str(template),
+        "--tokenizer",
+        tok,
+        "--messages",
+        str(messages),
+        "--no-generation-prompt",
+    )
+    assert code == 0 and stdout.endswith("Hi<|im_end|>\n")
+
+
+def _edited_tokenizer(src: Path, dst: Path, edit) -> Path:
+    shutil.copytree(src, dst)
+    data = json.loads((dst / "tokenizer.json").read_text())
+    edit(data["added_tokens"])
+    (dst / "tokenizer.json").write_text(json.dumps(data))
+    return dst
+
+
+def _rename(tokens: list) -> None:
+    next(t for t in tokens if t["id"] == 128015)["content"] = "<toolcall>"
+
+
+def _drop(tokens: list) -> None:
+    """A tokenizer cut short at 128013 (ids are assigned in order, so a gap cannot be made)."""
+    tokens[:] = [t for t in tokens if t["id"] < 128013]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_rename, "tokenizer has '<toolcall>' at id 128015 where SmolLM3 has '<tool_call>'"),
+        (_drop, "tokenizer has no added token at id 128013"),
+    ],
+)
+def test_renamed_or_missing_tag(edit, message, tmp_path, capsys, testkit_tokenizer_dir) -> None:
+    tok = _edited_tokenizer(testkit_tokenizer_dir, tmp_path / "tok", edit)
+    out = tmp_path / "out.jinja"
+    code, stdout, err = run(capsys, "generate", "--tokenizer", str(tok), "--out", str(out))
+    assert code == 2 and stdout == ""
+    assert message in one_line_error(err)
+    assert not out.exists()
+    code, _, err = run(
+        capsys,
+        "verify",
+        "--template",
+        str(testkit_tokenizer_dir / "chat_template.jinja"),
+        "--tokenizer",
+        str(tok),
+    )
+    assert code == 2 and message in one_line_error(err)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "message"),
+    [
+        ("unknown variant", 2, "unknown template variant 'best'"),
+        ("missing directory", 2, "cannot load tokenizer from"),
+        ("directory without tokenizer", 2, "no tokenizer.json in the directory"),
+        ("unrecognized stock", 2, "stock chat template not recognized"),
+        ("stock syntax error", 2, "stock chat template not recognized: syntax error on line 1"),
+        ("unreadable stock file", 2, "cannot read stock template"),
+        ("output directory missing", 2, "directory"),
+    ],
+)
+def test_generate_bad_input(case, code, message, tmp_path, capsys, testkit_tokenizer_dir) -> None:
+    out = tmp_path / "out.jinja"
+    args = ["generate", "--tokenizer", str(testkit_tokenizer_dir), "--out", str(out)]
+    if case == "unknown variant":
+        args += ["--variant", "best"]
+    elif case == "missing directory":
+        args[2] = str(tmp_path / "nowhere")
+    elif case == "directory without tokenizer":
+        (tmp_path / "empty").mkdir()
+        args[2] = str(tmp_path / "empty")
+    elif case == "unrecognized stock":
+        args += [
+            "--from-template",
+            str(_write(tmp_path / "s.jinja", "{% for m in messages %}{{ m.content }}{% endfor %}")),
+        ]
+    elif case == "stock syntax error":
+        args += [
+            "--from-template",
+            str(_write(tmp_path / "s.jinja", "{% for message in messages %}")),
+        ]
+    elif case == "unreadable stock file":
+        args += ["--from-template", str(tmp_path / "missing.jinja")]
+    elif case == "output directory missing":
+        out = tmp_path / "no" / "out.jinja"
+        args[-1] = str(out)
+    got, stdout, err = run(capsys, *args)
+    assert got == code and stdout == ""
+    assert message in one_line_error(err)
+    assert not out.exists()
+
+
+def test_failing_template_is_exit_1_and_writes_nothing(
+    tmp_path, capsys, testkit_tokenizer_dir
+) -> None:
+    raising = stock_template_text().replace(
+        '{%- if message.role == "user" -%}',
+        '{%- if message.role == "user" -%}{{ raise_exception("boom") }}',
+    )
+    out = tmp_path / "out.jinja"
+    code, stdout, err = run(
+        capsys,
+        "generate",
+        "--tokenizer",
+        str(testkit_tokenizer_dir),
+        "--out",
+        str(out),
+        "--from-template",
+        str(_write(tmp_path / "s.jinja", raising)),
+    )
+    assert code == 1 and stdout == ""
+    assert "fixed template does not render" in one_line_error(err) and "boom" in err
+    assert not out.exists()
+
+
+def test_failed_generate_keeps_an_existing_file(tmp_path, capsys, testkit_tokenizer_dir) -> None:
+    out = _write(tmp_path / "out.jinja", "previous")
+    code, _, _ = run(
+        capsys,
+        "generate",
+        "--tokenizer",
+        str(testkit_tokenizer_dir),
+        "--out",
+        str(out),
+        "--variant",
+        "stock",
+        "--verify",
+    )
+    assert code == 1
+    assert out.read_text() == "previous"
+
+
+def test_verify_and_render_bad_input(tmp_path, capsys, testkit_tokenizer_dir) -> None:
+    tok = str(testkit_tokenizer_dir)
+    code, _, err = run(
+        capsys, "verify", "--template", str(tmp_path / "missing"), "--tokenizer", tok
+    )
+    assert code == 2 and "cannot read template" in one_line_error(err)
+    code, _, err = run(
+        capsys,
+        "verify",
+        "--template",
+        str(testkit_tokenizer_dir / "chat_template.jinja"),
+        "--tokenizer",
+        tok,
+        "--prompt-style",
+        "odd",
+    )
+    assert code == 2 and "unknown prompt style" in one_line_error(err)
+    bad_json = _write(tmp_path / "m.json", "{not json")
+    code, _, err = run(
+        capsys,
+        "render",
+        "--template",
+        str(testkit_tokenizer_dir / "chat_template.jinja"),
+        "--tokenizer",
+        tok,
+        "--messages",
+        str(bad_json),
+    )
+    assert code == 2 and "is not JSON" in one_line_error(err)
+    broken = _write(tmp_path / "t.jinja", "{{ raise_exception('nope') }}")
+    good = _write(tmp_path / "ok.json", '[{"role": "user", "content": "x"}]')
+    code, _, err = run(
+        capsys, "render", "--template", str(broken), "--tokenizer", tok, "--messages", str(good)
+    )
+    assert code == 1 and "nope" in one_line_error(err)

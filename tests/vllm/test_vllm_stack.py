@@ -1,0 +1,175 @@
+"""The served stack on a real vLLM server: the project's default deployment (fixed template +
+smollm3 parser, tags special, LoRA), then the template × reasoning-parser matrix, which writes
+docs/compatibility.md.
+
+Tests run in file order and share one server at a time (see `ServerPool`): the default
+deployment's tests come first, then one server per matrix row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import vmatrix as mx
+import pytest
+from vpool import ADAPTER_NAME, SERVED_NAME, ServerKey, ServerPool, template_text
+from vfailures import expected_failures
+from openai import OpenAI
+from vstack import http_json
+
+pytestmark = pytest.mark.vllm
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "compatibility.md"
+DEFAULT = ServerKey("fixed", "smollm3", tags_special=True, lora=True)
+ROWS = [("fixed", "smollm3")] + [
+    (v, p) for v in mx.VARIANTS for p in mx.PARSERS if (v, p) != ("fixed", "smollm3")
+]
+
+
+def client(server) -> OpenAI:
+    return OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+
+
+def run_row(pool: ServerPool, key: ServerKey) -> dict[str, list[str]]:
+    """Every cell of a row: cell key -> mismatches (empty when right)."""
+    server = pool.get(key)
+    api = client(server)
+    results = {}
+    for cell in mx.cells(key.variant, key.parser):
+        got, _ = mx.run_cell(api, server.base_url, SERVED_NAME, cell)
+        results[cell.key] = mx.mismatches(mx.expected(cell.mode, cell.output), got)
+    return results
+
+
+class MatrixResults:
+    """Rows computed once per session, in the order the tests ask for them."""
+
+    def __init__(self, pool: ServerPool) -> None:
+        self.pool = pool
+        self.rows: dict[tuple[str, str], dict[str, list[str]]] = {}
+
+    def row(self, variant: str, parser: str) -> dict[str, list[str]]:
+        if (variant, parser) not in self.rows:
+            self.rows[(variant, parser)] = run_row(self.pool, ServerKey(variant, parser))
+        return self.rows[(variant, parser)]
+
+
+@pytest.fixture(scope="session")
+def matrix(servers: ServerPool) -> MatrixResults:
+    return MatrixResults(servers)
+
+
+# --- the project's default deployment: fixed template, smollm3 parser, special tags, LoRA ---
+
+
+def test_default_stack_passes_every_cell(servers: ServerPool) -> None:
+    results = run_row(servers, DEFAULT)
+    assert {key: why for key, why in results.items() if why} == {}
+
+
+def test_lora_adapter_listed_under_parent_and_served(servers: ServerPool) -> None:
+    server = servers.get(DEFAULT)
+    models = {m["id"]: m for m in http_json(f"{server.base_url}/v1/models")["data"]}
+    assert models[ADAPTER_NAME]["parent"] == SERVED_NAME
+    answer = client(server).chat.completions.create(
+        model=ADAPTER_NAME,
+        messages=[{"role": "user", "content": mx.QUESTION}],
+        max_tokens=8,
+        temperature=0,
+        extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+    )
+    assert answer.model == ADAPTER_NAME
+    assert answer.choices[0].finish_reason in ("stop", "length")
+    assert answer.usage.completion_tokens > 0
+
+
+def test_server_renders_tool_history_as_the_fixed_template(servers: ServerPool, assets) -> None:
+    """Multi-turn fidelity: read the prompt back from the server and compare it with the engine's
+    own rendering of the fixed template (arguments as dicts, as vLLM passes them)."""
+    from smolserve.template import load_tokenizer, render_prompt
+
+    server = servers.get(DEFAULT)
+    calls = [
+        {"name": "get_weather", "arguments": {"city": "Paris"}},
+        {"name": "get_weather", "arguments": {"city": "Rome", "unit": "celsius"}},
+    ]
+    results = ['{"temperature": 21}', '{"temperature": 25}']
+    wire_messages = [
+        {"role": "system", "content": mx.SYSTEM},
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {
+            "role": "assistant",
+            "content": "Let me check both.",
+            "tool_calls": [
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                }
+                for i, c in enumerate(calls)
+            ],
+        },
+        *[
+            {"role": "tool", "tool_call_id": f"call_{i}", "content": r}
+            for i, r in enumerate(results)
+        ],
+        {"role": "assistant", "content": "Paris 21, Rome 25."},
+        {"role": "user", "content": "Thanks."},
+    ]
+    prompt = mx.server_prompt(
+        server.base_url, SERVED_NAME, wire_messages, {"enable_thinking": False}, mx.TOOLS
+    )
+    for call in calls:
+        assert f"<tool_call>\n{json.dumps(call)}\n</tool_call>" in prompt
+    for result in results:
+        assert f"<tool_response>\n{result}\n</tool_response>" in prompt
+
+    engine_messages = json.loads(json.dumps(wire_messages))
+    for call in engine_messages[2]["tool_calls"]:
+        call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+    model_dir = assets.model_dir(True)
+    expected = render_prompt(
+        template_text(model_dir, "fixed"),
+        load_tokenizer(str(model_dir)),
+        engine_messages,
+        tools=mx.TOOLS,
+        enable_thinking=False,
+    )
+    assert prompt == expected
+
+
+# --- the matrix ---
+
+
+@pytest.mark.parametrize(("variant", "parser"), ROWS, ids=[f"{v}-{p}" for v, p in ROWS])
+def test_matrix_row(matrix: MatrixResults, variant: str, parser: str) -> None:
+    """The cells that fail are exactly the known failures (none for fixed + smollm3)."""
+    results = matrix.row(variant, parser)
+    failing = {key for key, why in results.items() if why}
+    assert failing == expected_failures(variant, parser), {
+        key: results[key] for key in failing ^ expected_failures(variant, parser)
+    }
+
+
+def test_smollm3_passes_what_any_stock_parser_passes(matrix: MatrixResults) -> None:
+    """The default-parser rule: with the fixed template, smollm3 passes every cell."""
+    ours = matrix.row("fixed", "smollm3")
+    assert all(not why for why in ours.values())
+    for variant in mx.VARIANTS:
+        ours = {k for k, why in matrix.row(variant, "smollm3").items() if not why}
+        for stock in ("deepseek_r1", "qwen3", "none"):
+            theirs = {k for k, why in matrix.row(variant, stock).items() if not why}
+            assert theirs <= ours, (variant, stock, sorted(theirs - ours))
+
+
+def test_compatibility_doc_is_current(matrix: MatrixResults, servers: ServerPool) -> None:
+    """docs/compatibility.md is generated from this run. If it differs, the run rewrites it and
+    fails, so a stale committed copy cannot pass CI unnoticed."""
+    rows = {(v, p): matrix.row(v, p) for v, p in ROWS}
+    servers.close()
+    text = mx.render_compatibility(rows)
+    current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    if current != text:
+        DOC.write_text(text, encoding="utf-8")
+        pytest.fail(f"{DOC} was out of date; it has been regenerated: review and commit it")

@@ -1,0 +1,2 @@
+def expected_failures(variant, parser):
+    return set()

@@ -1,0 +1,133 @@
+"""One real vLLM server at a time, built from the operator's own Deployment for a SmolServe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vstack import (
+    ADAPTERS_MOUNT,
+    MODELS_MOUNT,
+    PARSERS_MOUNT,
+    TEMPLATE_MOUNT,
+    VllmServer,
+    free_port,
+    server_command,
+)
+
+SERVED_NAME = "smollm3"
+ADAPTER_NAME = "tiny-sql"
+
+
+@dataclass(frozen=True)
+class ServerKey:
+    """What a server serves: template variant, reasoning parser, tokenizer flavour, LoRA."""
+
+    variant: str
+    parser: str
+    tags_special: bool = False
+    lora: bool = False
+
+
+@dataclass
+class Assets:
+    root: Path
+    models: Path  # mapped to /models/: tiny (tags plain), tiny-special (tags special)
+    adapters: Path  # mapped to /adapters/: <ADAPTER_NAME>/
+
+    def model_dir(self, tags_special: bool) -> Path:
+        return self.models / ("tiny-special" if tags_special else "tiny")
+
+
+def serve_object(key: ServerKey) -> dict[str, Any]:
+    """The SmolServe a test server stands for."""
+    spec: dict[str, Any] = {
+        "model": {
+            "pvc": {
+                "claimName": "models",
+                "path": "tiny-special" if key.tags_special else "tiny",
+            }
+        },
+        "servedModelName": SERVED_NAME,
+        "template": {"source": "generate", "variant": key.variant},
+        "parsers": {"reasoning": key.parser},
+    }
+    if key.lora:
+        spec["lora"] = {
+            "adapters": [{"name": ADAPTER_NAME, "source": f"pvc://adapters/{ADAPTER_NAME}"}],
+            "maxRank": 8,
+        }
+    return {
+        "apiVersion": "smolserve.dev/v1alpha1",
+        "kind": "SmolServe",
+        "metadata": {"name": "smol", "namespace": "default", "uid": "test-uid"},
+        "spec": spec,
+    }
+
+
+def template_text(model_dir: Path, variant: str) -> str:
+    """The chat template the operator's Job would publish for this variant."""
+    from smolserve.template import generate_template, load_tokenizer
+
+    return generate_template(load_tokenizer(str(model_dir)), variant).text
+
+
+def prepare_server(assets: Assets, key: ServerKey, port: int) -> VllmServer:
+    """Build the Deployment for `key`, lay out its mounts locally, and return the server."""
+    from smolserve.manifests import build_deployment, build_parser_configmap
+    from smolserve.manifests.common import OperatorConfig, sha256_hex
+    from smolserve.spec import load_spec
+
+    spec = load_spec(serve_object(key))
+    config = OperatorConfig()
+    name = f"{key.variant}-{key.parser}{'-special' if key.tags_special else ''}"
+    work = assets.root / "servers" / name
+    template_dir, parsers_dir = work / "template", work / "parsers"
+    template_dir.mkdir(parents=True, exist_ok=True)
+    parsers_dir.mkdir(parents=True, exist_ok=True)
+    template = template_text(assets.model_dir(key.tags_special), key.variant)
+    (template_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
+    for filename, text in build_parser_configmap(spec, config)["data"].items():
+        (parsers_dir / filename).write_text(text, encoding="utf-8")
+    sha = sha256_hex(template)
+    deployment = build_deployment(
+        spec, config, template_configmap=f"smol-chat-template-{sha[:8]}", template_hash=sha[:8]
+    )
+    mounts = {
+        TEMPLATE_MOUNT: template_dir,
+        PARSERS_MOUNT: parsers_dir,
+        MODELS_MOUNT: assets.models,
+        ADAPTERS_MOUNT: assets.adapters,
+    }
+    return VllmServer(
+        command=server_command(deployment, mounts, port),
+        port=port,
+        log_path=work / "server.log",
+        model_name=SERVED_NAME,
+    )
+
+
+class ServerPool:
+    """Runs at most one server; asking for another key stops the current one first."""
+
+    def __init__(self, assets: Assets) -> None:
+        self.assets = assets
+        self.current: tuple[ServerKey, VllmServer] | None = None
+        self.startup_s: dict[ServerKey, float] = {}
+
+    def get(self, key: ServerKey) -> VllmServer:
+        if self.current is not None and self.current[0] == key:
+            return self.current[1]
+        self.close()
+        server = prepare_server(self.assets, key, free_port())
+        server.start()
+        assert server.startup_s is not None
+        self.startup_s[key] = server.startup_s
+        self.current = (key, server)
+        return server
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current[1].stop()
+            self.current = None
