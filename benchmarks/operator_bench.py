@@ -115,7 +115,9 @@ class Operator:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.log.seek(0)
                     tail = self.log.read()[-2000:]
-                    raise SystemExit(f"operator_bench: error: operator did not start: {tail}")
+                    raise SystemExit(
+                        f"operator_bench: error: operator did not start: {tail}"
+                    ) from None
                 time.sleep(0.1)
 
     def cpu_seconds(self) -> float:
@@ -240,7 +242,11 @@ def operator_requests(records: list[dict[str, Any]], ua_prefixes: tuple[str, ...
     for rec in records:
         if rec["user_agent"].startswith(ua_prefixes):
             parts = [p for p in rec["path"].split("/") if p]
-            resource = parts[-2] if rec["method"] in ("PATCH", "DELETE") or parts[-1] == "status" else parts[-1]
+            resource = (
+                parts[-2]
+                if rec["method"] in ("PATCH", "DELETE") or parts[-1] == "status"
+                else parts[-1]
+            )
             if parts[-1] == "status":
                 resource = "status"
             counts[f"{rec['method']} {resource}"] += 1
@@ -263,7 +269,9 @@ def settle(cluster: Cluster, op: Operator, ua: tuple[str, ...], quiet: float) ->
 def wait_statuses(cluster: Cluster, namespace: str, count: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        done = [s for s in cluster.serves(namespace) if (s.get("status") or {}).get("templateConfigMap")]
+        done = [
+            s for s in cluster.serves(namespace) if (s.get("status") or {}).get("templateConfigMap")
+        ]
         if len(done) >= count:
             return
         if time.monotonic() > deadline:
@@ -271,7 +279,9 @@ def wait_statuses(cluster: Cluster, namespace: str, count: int, timeout: float) 
         time.sleep(0.25)
 
 
-def template_configmap(serve: dict[str, Any], config: OperatorConfig, inputs: str | None = None) -> dict[str, Any]:
+def template_configmap(
+    serve: dict[str, Any], config: OperatorConfig, inputs: str | None = None
+) -> dict[str, Any]:
     spec = load_spec(serve)
     return build_template_configmap(
         serve=spec.name,
@@ -300,9 +310,13 @@ def job_path(cluster: Cluster, count: int, namespace: str, quiet: float) -> dict
         published: dict[str, float] = {}
         for serve in serves:
             name = serve["metadata"]["name"]
-            job = next(b for b in jobs.bodies.values() if b["metadata"]["labels"][labels.SERVE] == name)
+            job = next(
+                b for b in jobs.bodies.values() if b["metadata"]["labels"][labels.SERVE] == name
+            )
             inputs = job["metadata"]["annotations"][labels.INPUTS_HASH]
-            cluster.core.create_namespaced_config_map(namespace, template_configmap(serve, OperatorConfig(job_image=JOB_IMAGE), inputs))
+            cluster.core.create_namespaced_config_map(
+                namespace, template_configmap(serve, OperatorConfig(job_image=JOB_IMAGE), inputs)
+            )
             published[name] = time.monotonic()
         deployments.wait(count, 120)
         wait_statuses(cluster, namespace, count, 120)
@@ -330,16 +344,31 @@ def job_path(cluster: Cluster, count: int, namespace: str, quiet: float) -> dict
 
 
 def ours_command(cluster: Cluster, namespace: str) -> list[str]:
-    command = [sys.executable, "-m", "smolserve.cli", "operator", "--namespace", namespace, "--standalone"]
+    command = [
+        sys.executable,
+        "-m",
+        "smolserve.cli",
+        "operator",
+        "--namespace",
+        namespace,
+        "--standalone",
+    ]
     return command + (["--no-scanning"] if cluster.emulator_url else [])
 
 
 def minimal_command(cluster: Cluster, namespace: str) -> list[str]:
-    command = [sys.executable, str(REPO / "benchmarks" / "minimal_operator.py"), "--namespace", namespace]
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "minimal_operator.py"),
+        "--namespace",
+        namespace,
+    ]
     return command + (["--no-scanning"] if cluster.emulator_url else [])
 
 
-def bulk(cluster: Cluster, count: int, namespace: str, minimal: bool, quiet: float) -> dict[str, Any]:
+def bulk(
+    cluster: Cluster, count: int, namespace: str, minimal: bool, quiet: float
+) -> dict[str, Any]:
     """N SmolServes whose templates are ready (kept ConfigMaps): wall time, requests, CPU, RSS."""
     cluster.ensure_namespace(namespace)
     config = OperatorConfig(job_image=JOB_IMAGE)
@@ -375,7 +404,9 @@ def bulk(cluster: Cluster, count: int, namespace: str, minimal: bool, quiet: flo
         }
         if records is not None:
             counts = operator_requests(records[start:], ua)
-            result["requests_per_smolserve"] = {k: round(v / count, 2) for k, v in sorted(counts.items())}
+            result["requests_per_smolserve"] = {
+                k: round(v / count, 2) for k, v in sorted(counts.items())
+            }
             mark = len(records)
             time.sleep(quiet * 2)
             result[f"requests_in_{quiet * 2:.0f}s_at_steady_state"] = sum(
@@ -391,8 +422,12 @@ def bulk(cluster: Cluster, count: int, namespace: str, minimal: bool, quiet: flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200, help="SmolServes in the bulk phases")
-    parser.add_argument("--job-path-count", type=int, default=20, help="SmolServes in the Job phase")
-    parser.add_argument("--quiet", type=float, default=3.0, help="seconds without requests = steady")
+    parser.add_argument(
+        "--job-path-count", type=int, default=20, help="SmolServes in the Job phase"
+    )
+    parser.add_argument(
+        "--quiet", type=float, default=3.0, help="seconds without requests = steady"
+    )
     parser.add_argument(
         "--emulator",
         action=argparse.BooleanOptionalAction,
@@ -402,20 +437,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
     use_emulator = args.emulator if args.emulator is not None else not os.environ.get("KUBECONFIG")
-    with tempfile.TemporaryDirectory() as tmp:
-        with emulator(Path(tmp)) if use_emulator else _no_emulator() as url:
-            cluster = Cluster(url)
-            cluster.ensure_crd()
-            results: dict[str, Any] = {"api": "emulator" if url else "KUBECONFIG cluster"}
-            results["job_path"] = job_path(cluster, args.job_path_count, "smolbench-jobs", args.quiet)
-            print(json.dumps(results["job_path"]), flush=True)
-            results["ours"] = bulk(cluster, args.count, "smolbench-ours", False, args.quiet)
-            print(json.dumps(results["ours"]), flush=True)
-            results["minimal"] = bulk(cluster, args.count, "smolbench-minimal", True, args.quiet)
-            print(json.dumps(results["minimal"]), flush=True)
-            results["wall_ratio_ours_to_minimal"] = round(
-                results["ours"]["wall_s"] / results["minimal"]["wall_s"], 2
-            )
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        emulator(Path(tmp)) if use_emulator else _no_emulator() as url,
+    ):
+        cluster = Cluster(url)
+        cluster.ensure_crd()
+        results: dict[str, Any] = {"api": "emulator" if url else "KUBECONFIG cluster"}
+        results["job_path"] = job_path(cluster, args.job_path_count, "smolbench-jobs", args.quiet)
+        print(json.dumps(results["job_path"]), flush=True)
+        results["ours"] = bulk(cluster, args.count, "smolbench-ours", False, args.quiet)
+        print(json.dumps(results["ours"]), flush=True)
+        results["minimal"] = bulk(cluster, args.count, "smolbench-minimal", True, args.quiet)
+        print(json.dumps(results["minimal"]), flush=True)
+        results["wall_ratio_ours_to_minimal"] = round(
+            results["ours"]["wall_s"] / results["minimal"]["wall_s"], 2
+        )
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

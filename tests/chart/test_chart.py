@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from crd.crdcheck import structural_problems
 from smolserve.cli import build_parser
 from smolserve.manifests import OperatorConfig, build_deployment
 from smolserve.spec import load_spec
@@ -391,3 +392,14 @@ def test_kube_version_floor(helm: str, helm_env: dict[str, str]) -> None:
     for version in KUBE_VERSIONS:
         assert renders(f"{version}.0"), version
     assert not renders("1.29.0")
+
+
+def test_kopf_peering_crds_are_structural() -> None:
+    """The chart's own CRDs (kopf's peering resources) pass the structural-schema rules."""
+    crds = read_yaml_docs(CHART / "crds" / "kopf-peering.yaml")
+    assert {c["spec"]["names"]["kind"] for c in crds} == {"ClusterKopfPeering", "KopfPeering"}
+    for crd in crds:
+        assert crd["spec"]["group"] == "kopf.dev"
+        (version,) = crd["spec"]["versions"]
+        assert version["name"] == "v1" and version["served"] and version["storage"]
+        assert not structural_problems(version["schema"]["openAPIV3Schema"]), crd["metadata"]

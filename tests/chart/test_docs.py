@@ -3,11 +3,14 @@ CLI, and every relative link points at a file that exists."""
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from smolserve.cli import build_parser
 
@@ -70,3 +73,19 @@ def test_relative_links_resolve(doc: Path) -> None:
         if not (doc.parent / target).exists():
             missing.append(target)
     assert not missing, f"{doc.name} links to missing files: {missing}"
+
+
+def test_readme_code_examples_are_well_formed() -> None:
+    """Python blocks compile, curl bodies are JSON, YAML blocks parse."""
+    text = (ROOT / "README.md").read_text()
+    python = re.findall(r"^```python\n(.*?)^```", text, re.M | re.S)
+    assert python
+    for block in python:
+        ast.parse(block)
+    bodies = re.findall(r"-d '(\{.*?\})'", text, re.S)
+    assert bodies
+    for body in bodies:
+        request = json.loads(body)
+        assert request["tools"] and request["messages"]
+    for block in re.findall(r"^```yaml\n(.*?)^```", text, re.M | re.S):
+        yaml.safe_load(block)

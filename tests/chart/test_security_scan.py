@@ -1,6 +1,6 @@
 """Security scan (checkov) of every manifest the project renders: the chart with each values
 file, the operator's children for each example (`smolserve render -f`), and the GitOps
-kustomization.
+kustomization; and of the images' Dockerfiles.
 
 Offline, checkov's Kubernetes checks carry no severity, so every failed check blocks unless
 .ci/checkov-skip.yaml lists it, for the resources it names, with a reason. A skip entry that no
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ def write_manifests(out: Path, helm_template: Any, tmp: Path) -> None:
         (out / f"render-{example.stem}.yaml").write_text(smolserve_cli("render", "-f", placed))
     gitops = run([find_tool("kubectl"), "kustomize", EXAMPLES / "gitops" / "smol"])
     (out / "gitops.yaml").write_text(gitops)
+    for dockerfile in sorted((ROOT / "images").glob("*/Dockerfile")):
+        (out / "images" / dockerfile.parent.name).mkdir(parents=True)
+        shutil.copy(dockerfile, out / "images" / dockerfile.parent.name / "Dockerfile")
 
 
 def failed_checks(directory: Path) -> list[dict[str, Any]]:
@@ -67,7 +71,7 @@ def failed_checks(directory: Path) -> list[dict[str, Any]]:
         [
             find_tool("checkov"),
             "--directory", directory,
-            "--framework", "kubernetes",
+            "--framework", "kubernetes", "dockerfile",
             "--output", "json",
             "--quiet",
             "--compact",
@@ -80,6 +84,7 @@ def failed_checks(directory: Path) -> list[dict[str, Any]]:
     reports = json.loads(proc.stdout)
     if isinstance(reports, dict):
         reports = [reports]
+    assert {r["check_type"] for r in reports} == {"kubernetes", "dockerfile"}
     for report in reports:
         assert report["summary"]["parsing_errors"] == 0, report["summary"]
         assert report["summary"]["resource_count"] > 0, report["summary"]

@@ -370,7 +370,7 @@ def test_gpu_and_memory_resources():
     c = container(deployment({"resources": {"gpus": 2, "gpuResourceName": "amd.com/gpu"}}))
     assert c["resources"] == {
         "requests": {"cpu": "4", "memory": "24Gi"},
-        "limits": {"memory": "24Gi", "amd.com/gpu": 2},
+        "limits": {"memory": "24Gi", "amd.com/gpu": "2"},
     }
     assert (
         "nvidia.com/gpu"

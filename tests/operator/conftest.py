@@ -11,11 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the `support` package
 
-from support import EmulatedCluster, load_crds  # noqa: E402
-from support.kubelet import Kubelet  # noqa: E402
-from support.running import OperatorThread  # noqa: E402
-
-from smolserve.manifests import OperatorConfig  # noqa: E402
+from smolserve.manifests import OperatorConfig
+from support import EmulatedCluster, load_crds
+from support.kubelet import Kubelet
+from support.running import OperatorThread
 
 NAMESPACE = "default"
 
@@ -55,6 +54,8 @@ def tokenizer_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def kubelet(api_client: kubernetes.client.ApiClient, tokenizer_root: Path, tmp_path: Path) -> Kubelet:
+def kubelet(
+    api_client: kubernetes.client.ApiClient, tokenizer_root: Path, tmp_path: Path
+) -> Kubelet:
     mounts = {"/models": tokenizer_root, "/etc/smolserve/source": tmp_path / "source"}
     return Kubelet(api_client, mounts, tmp_path)

@@ -10,16 +10,17 @@ from __future__ import annotations
 import copy
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
-from support import EmulatedCluster
-from support.kubelet import Kubelet
-from support.running import OperatorThread, wait_for
 
 from smolserve import labels
 from smolserve.operator.kube import USER_AGENT
+from support import EmulatedCluster
+from support.kubelet import Kubelet
+from support.running import OperatorThread, wait_for
 
 NS = "default"
 GROUP, VERSION, PLURAL = labels.GROUP, labels.VERSION, labels.PLURAL
@@ -54,8 +55,12 @@ class World:
         )
 
     def serve(self, name: str = "smol") -> dict[str, Any]:
-        return self.cluster.snapshot(PLURAL, GROUP, **{})[0] if name == "smol" else next(
-            s for s in self.cluster.snapshot(PLURAL, GROUP) if s["metadata"]["name"] == name
+        return (
+            self.cluster.snapshot(PLURAL, GROUP, **{})[0]
+            if name == "smol"
+            else next(
+                s for s in self.cluster.snapshot(PLURAL, GROUP) if s["metadata"]["name"] == name
+            )
         )
 
     def children(self, plural: str, group: str = "", serve: str = "smol") -> list[dict[str, Any]]:
@@ -78,7 +83,9 @@ class World:
 
     def wait_job(self, not_in: set[str] = frozenset()) -> dict[str, Any]:
         def new_job() -> dict[str, Any] | None:
-            jobs = [j for j in self.children("jobs", "batch") if j["metadata"]["name"] not in not_in]
+            jobs = [
+                j for j in self.children("jobs", "batch") if j["metadata"]["name"] not in not_in
+            ]
             return jobs[0] if jobs else None
 
         return wait_for(new_job, what="a new template Job")
@@ -90,7 +97,11 @@ class World:
         assert code == 0, message
         inputs8 = job["metadata"]["labels"][labels.INPUTS_HASH]
         cm = wait_for(
-            lambda: [t for t in self.templates() if t["metadata"]["labels"][labels.INPUTS_HASH] == inputs8],
+            lambda: [
+                t
+                for t in self.templates()
+                if t["metadata"]["labels"][labels.INPUTS_HASH] == inputs8
+            ],
             what="the template ConfigMap",
         )[0]
         wait_for(lambda: mounted(self.deployment()) == cm["metadata"]["name"], what="the rollout")
@@ -99,7 +110,9 @@ class World:
     def ready(self) -> None:
         """Report the Deployment ready and wait until the SmolServe says so."""
         self.kubelet.deployment_ready(NS, "smol")
-        wait_for(lambda: (self.serve().get("status") or {}).get("phase") == "Ready", what="phase Ready")
+        wait_for(
+            lambda: (self.serve().get("status") or {}).get("phase") == "Ready", what="phase Ready"
+        )
 
     def writes(self, since: int = 0) -> list[tuple[str, str, str]]:
         """Requests that change something, made by the operator or by kopf, after ``since``."""
@@ -107,7 +120,8 @@ class World:
         return [
             (r.method, r.path, r.user_agent)
             for r in log
-            if r.method != "GET" and (r.user_agent.startswith(USER_AGENT) or r.user_agent.startswith("kopf/"))
+            if r.method != "GET"
+            and (r.user_agent.startswith(USER_AGENT) or r.user_agent.startswith("kopf/"))
         ]
 
     def log_length(self) -> int:
@@ -129,7 +143,9 @@ def template_annotation(deployment: dict[str, Any]) -> str:
 
 
 @pytest.fixture()
-def world(cluster: EmulatedCluster, api_client: Any, kubelet: Kubelet, operator: OperatorThread) -> World:
+def world(
+    cluster: EmulatedCluster, api_client: Any, kubelet: Kubelet, operator: OperatorThread
+) -> World:
     return World(cluster, api_client, kubelet)
 
 
@@ -163,7 +179,10 @@ def test_create_runs_the_template_job_then_deploys(world: World) -> None:
     status = world.serve()["status"]
     assert status["readyReplicas"] == 1 and status["observedGeneration"] == 1
     assert status["templateConfigMap"] == cm["metadata"]["name"]
-    assert status["templateHash"] == cm["metadata"]["annotations"]["smolserve.dev/template-sha256"]
+    assert status["templateHash"] == cm["metadata"]["labels"][labels.TEMPLATE_HASH]
+    assert cm["metadata"]["annotations"]["smolserve.dev/template-sha256"].startswith(
+        status["templateHash"]
+    )
     assert status["endpoint"] == "http://smol.default.svc:8000/v1"
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "TemplateReady": "True",
@@ -207,7 +226,9 @@ def test_a_failed_template_job_keeps_the_last_good_template(world: World) -> Non
     job = world.wait_job(not_in=old_jobs)
     code, message = world.kubelet.run_job(job)
     assert code != 0 and message
-    degraded = wait_for(lambda: world.condition("Degraded").get("status") == "True" and world.condition("Degraded"))
+    degraded = wait_for(
+        lambda: world.condition("Degraded").get("status") == "True" and world.condition("Degraded")
+    )
     assert degraded["reason"] == "TemplateJobFailed"
     assert message in degraded["message"]
     assert world.events("TemplateJobFailed")[0]["type"] == "Warning"
@@ -226,34 +247,45 @@ def test_only_the_last_three_templates_are_kept(world: World) -> None:
         world.patch_spec({"template": variant})
         names.append(world.run_template(not_in=seen)["metadata"]["name"])
     assert len(set(names)) == 4
-    kept = wait_for(
-        lambda: (t := {c["metadata"]["name"] for c in world.templates()}) if len(t) == 3 else None,
-        what="pruning to three",
-    )
-    assert kept == set(names[1:])
+    wait_for(lambda: len(world.templates()) == 3, what="pruning to three")
+    assert {c["metadata"]["name"] for c in world.templates()} == set(names[1:])
 
 
 def test_deleting_the_smolserve_removes_its_children(world: World) -> None:
     world.create()
     world.run_template()
     world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "smol")
-    kinds = [("deployments", "apps"), ("services", ""), ("jobs", "batch"), ("configmaps", ""), ("serviceaccounts", "")]
+    kinds = [
+        ("deployments", "apps"),
+        ("services", ""),
+        ("jobs", "batch"),
+        ("configmaps", ""),
+        ("serviceaccounts", ""),
+    ]
     wait_for(lambda: not any(world.children(p, g) for p, g in kinds), what="children gone")
     assert settle(world, 0.5) == []
 
 
-def test_a_restart_creates_nothing_and_writes_nothing(world: World, operator: OperatorThread) -> None:
+def test_a_restart_creates_nothing_and_writes_nothing(
+    world: World, operator: OperatorThread
+) -> None:
     world.create()
     world.run_template()
     world.ready()
     assert settle(world, 0.5) == []
-    before = {p: len(world.children(p, g)) for p, g in [("deployments", "apps"), ("jobs", "batch"), ("configmaps", "")]}
+    before = {
+        p: len(world.children(p, g))
+        for p, g in [("deployments", "apps"), ("jobs", "batch"), ("configmaps", "")]
+    }
     operator.stop()
     start = world.log_length()
     operator.start()
     time.sleep(1.5)
     assert world.writes(start) == []
-    after = {p: len(world.children(p, g)) for p, g in [("deployments", "apps"), ("jobs", "batch"), ("configmaps", "")]}
+    after = {
+        p: len(world.children(p, g))
+        for p, g in [("deployments", "apps"), ("jobs", "batch"), ("configmaps", "")]
+    }
     assert after == before
 
 
@@ -273,30 +305,43 @@ def test_lora_flags_and_adapter_order(world: World) -> None:
     assert all(m["base_model_name"] == "smollm3" for m in modules)
     version = world.deployment()["metadata"]["resourceVersion"]
     world.patch_spec({"lora": {"adapters": adapters[::-1], "maxRank": 8, "maxLoras": 2}})
-    wait_for(lambda: world.serve()["status"]["observedGeneration"] == 2, what="observedGeneration 2")
+    wait_for(
+        lambda: world.serve()["status"]["observedGeneration"] == 2, what="observedGeneration 2"
+    )
     assert world.deployment()["metadata"]["resourceVersion"] == version
 
 
 def test_a_bad_spec_is_degraded_with_an_event_and_no_children(world: World) -> None:
     world.create({"template": {"source": "configMap"}})  # the CRD's CEL would refuse this
-    degraded = wait_for(lambda: world.condition("Degraded").get("status") == "True" and world.condition("Degraded"))
+    degraded = wait_for(
+        lambda: world.condition("Degraded").get("status") == "True" and world.condition("Degraded")
+    )
     assert degraded["reason"] == "InvalidSpec" and "configMapRef" in degraded["message"]
     assert world.serve()["status"]["phase"] == "Degraded"
     assert world.events("InvalidSpec")[0]["type"] == "Warning"
-    assert all(not world.children(p, g) for p, g in [("jobs", "batch"), ("services", ""), ("serviceaccounts", "")])
+    assert all(
+        not world.children(p, g)
+        for p, g in [("jobs", "batch"), ("services", ""), ("serviceaccounts", "")]
+    )
     assert settle(world) == []
 
 
-def test_a_configmap_source_change_rolls_the_pods(world: World) -> None:
-    from smolserve.testkit import stock_template_text
+def test_a_configmap_source_change_rolls_the_pods(world: World, tokenizer_root: Path) -> None:
+    from smolserve.template import generate_template, load_tokenizer
 
-    text = stock_template_text()
-    world.core.create_namespaced_config_map(NS, {"metadata": {"name": "my-template"}, "data": {"t.jinja": text}})
-    world.create({"template": {"source": "configMap", "configMapRef": {"name": "my-template", "key": "t.jinja"}}})
+    tokenizer = load_tokenizer(str(tokenizer_root / "SmolLM3-3B"))
+    text, edited = (generate_template(tokenizer, close_system_turn=c).text for c in (True, False))
+    world.core.create_namespaced_config_map(
+        NS, {"metadata": {"name": "mine"}, "data": {"t.jinja": text}}
+    )
+    world.create(
+        {"template": {"source": "configMap", "configMapRef": {"name": "mine", "key": "t.jinja"}}}
+    )
     first = world.run_template()
     jobs = {j["metadata"]["name"] for j in world.children("jobs", "batch")}
-    edited = text.replace("<|im_start|>", "<|im_start|>", 1) + "\n"
-    world.core.patch_namespaced_config_map("my-template", NS, {"data": {"t.jinja": edited}}, _content_type=MERGE)
+    world.core.patch_namespaced_config_map(
+        "mine", NS, {"data": {"t.jinja": edited}}, _content_type=MERGE
+    )
     second = world.run_template(not_in=jobs)
     assert second["metadata"]["name"] != first["metadata"]["name"]
 
@@ -308,4 +353,7 @@ def test_a_rollout_undo_behind_the_operators_back_is_reverted(world: World) -> N
     body = {"spec": {"template": {"metadata": {"annotations": {labels.TEMPLATE_HASH: "00000000"}}}}}
     world.apps.patch_namespaced_deployment("smol", NS, body, _content_type=MERGE)
     wanted = cm["metadata"]["labels"][labels.TEMPLATE_HASH]
-    wait_for(lambda: template_annotation(world.deployment()) == wanted, what="the operator's template back")
+    wait_for(
+        lambda: template_annotation(world.deployment()) == wanted,
+        what="the operator's template back",
+    )

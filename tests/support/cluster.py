@@ -7,8 +7,8 @@ Tests stay synchronous: the emulator has its own event loop in its own thread, t
 from __future__ import annotations
 
 import asyncio
-import copy
 import concurrent.futures
+import copy
 import threading
 from collections.abc import Callable
 from pathlib import Path

@@ -70,7 +70,9 @@ class Kind:
         return self.api_version
 
 
-def _builtin(api: str, plural: str, kind: str, namespaced: bool = True, status: bool = False) -> Kind:
+def _builtin(
+    api: str, plural: str, kind: str, namespaced: bool = True, status: bool = False
+) -> Kind:
     group, _, version = api.rpartition("/")
     return Kind(group, version, plural, kind, namespaced, frozenset({"status"} if status else ()))
 
@@ -146,6 +148,7 @@ class Emulator(kmock.KubernetesScaffold):
         factory=lambda: collections.defaultdict(_Collection), init=False
     )
     log: list[RequestRecord] = attrs.field(factory=list, init=False)
+    _uids: set[str] = attrs.field(factory=set, init=False)  # of the objects that exist
     _revision: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -156,8 +159,8 @@ class Emulator(kmock.KubernetesScaffold):
     # --- entry point -----------------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        """Parse the request ourselves: kmock's parser fails on cluster-scoped paths such as
-        ``/api/v1/namespaces`` and keeps every request in memory, which a benchmark cannot afford."""
+        """Parse requests here: kmock's parser fails on cluster-scoped paths such as
+        ``/api/v1/namespaces``, and keeps every request in memory (a benchmark cannot)."""
         body = await raw_request.read()
         try:
             data = json.loads(body) if body else None
@@ -181,7 +184,9 @@ class Emulator(kmock.KubernetesScaffold):
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         path = request.url.path
         self.log.append(
-            RequestRecord(request.method.value, path, request.headers.get("User-Agent", ""), time.monotonic())
+            RequestRecord(
+                request.method.value, path, request.headers.get("User-Agent", ""), time.monotonic()
+            )
         )
         parts = [p for p in path.split("/") if p]
         if parts[:1] == ["_emulator"]:
@@ -203,9 +208,7 @@ class Emulator(kmock.KubernetesScaffold):
     # --- discovery -------------------------------------------------------------------------------
 
     def _served(self, group: str, version: str | None = None) -> list[Kind]:
-        return [
-            k for k in self.kinds.values() if k.group == group and version in (None, k.version)
-        ]
+        return [k for k in self.kinds.values() if k.group == group and version in (None, k.version)]
 
     def _group(self, name: str) -> dict[str, Any]:
         versions = sorted({k.version for k in self._served(name)})
@@ -279,9 +282,7 @@ class Emulator(kmock.KubernetesScaffold):
 
     # --- resources -------------------------------------------------------------------------------
 
-    def _route(
-        self, parts: list[str]
-    ) -> tuple[Kind, str | None, str | None, str | None]:
+    def _route(self, parts: list[str]) -> tuple[Kind, str | None, str | None, str | None]:
         if parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
         else:
@@ -291,7 +292,11 @@ class Emulator(kmock.KubernetesScaffold):
             namespace, rest = rest[1], rest[2:]
         kind = self.kinds.get((group, rest[0]))
         if kind is None or kind.version != version:
-            raise _fail(404, "NotFound", f"the server could not find the requested resource ({'/'.join(parts)})")
+            raise _fail(
+                404,
+                "NotFound",
+                f"the server could not find the requested resource ({'/'.join(parts)})",
+            )
         name = rest[1] if len(rest) > 1 else None
         subresource = rest[2] if len(rest) > 2 else None
         if subresource is not None and subresource not in kind.subresources:
@@ -321,7 +326,9 @@ class Emulator(kmock.KubernetesScaffold):
                 body = self._patch(kind, namespace, name, subresource, content_type, request.data)
                 return aiohttp.web.json_response(body)
             if method == "PUT":
-                return aiohttp.web.json_response(self._replace(kind, namespace, name, subresource, request.data))
+                return aiohttp.web.json_response(
+                    self._replace(kind, namespace, name, subresource, request.data)
+                )
             if method == "DELETE":
                 options = request.data if isinstance(request.data, dict) else {}
                 return aiohttp.web.json_response(self._delete(kind, namespace, name, options))
@@ -388,7 +395,11 @@ class Emulator(kmock.KubernetesScaffold):
         if (kind.group, kind.plural) == CRD_KEY:
             self._register_crd(obj)
         coll.objects[namespace, meta["name"]] = obj
+        self._uids.add(meta["uid"])
         self._publish((kind.group, kind.plural), "ADDED", obj)
+        owners = meta.get("ownerReferences") or []
+        if owners and not any(ref.get("uid") in self._uids for ref in owners):
+            self._delete(kind, namespace, meta["name"], {})  # the garbage collector's job
         return obj
 
     def _store(
@@ -503,6 +514,7 @@ class Emulator(kmock.KubernetesScaffold):
         """Remove an object for good, then collect the dependents left without any owner."""
         meta = obj["metadata"]
         del self.stores[kind.group, kind.plural].objects[meta.get("namespace"), meta["name"]]
+        self._uids.discard(meta["uid"])
         gone = {**obj, "metadata": {**meta, "resourceVersion": self._next_revision()}}
         self._publish((kind.group, kind.plural), "DELETED", gone)
         if (kind.group, kind.plural) == CRD_KEY:
@@ -511,15 +523,13 @@ class Emulator(kmock.KubernetesScaffold):
             self._collect_garbage()
 
     def _collect_garbage(self) -> None:
-        alive = {
-            o["metadata"]["uid"] for c in self.stores.values() for o in c.objects.values()
-        }
+        alive = self._uids
         for (group, plural), coll in list(self.stores.items()):
             for (namespace, name), obj in list(coll.objects.items()):
                 owners = obj["metadata"].get("ownerReferences") or []
-                if owners and not any(ref.get("uid") in alive for ref in owners):
-                    if (namespace, name) in coll.objects and (group, plural) in self.kinds:
-                        self._delete(self.kinds[group, plural], namespace, name, {})
+                orphaned = owners and not any(ref.get("uid") in alive for ref in owners)
+                if orphaned and (namespace, name) in coll.objects and (group, plural) in self.kinds:
+                    self._delete(self.kinds[group, plural], namespace, name, {})
 
     # --- CRDs ------------------------------------------------------------------------------------
 
@@ -528,7 +538,9 @@ class Emulator(kmock.KubernetesScaffold):
         names = spec.get("names") or {}
         served = [v for v in spec.get("versions") or [] if v.get("served", True)]
         if not served or not names.get("plural") or not spec.get("group"):
-            raise _fail(422, "Invalid", "a CRD needs spec.group, spec.names.plural and a served version")
+            raise _fail(
+                422, "Invalid", "a CRD needs spec.group, spec.names.plural and a served version"
+            )
         version = next((v for v in served if v.get("storage")), served[0])
         self.kinds[spec["group"], names["plural"]] = Kind(
             group=spec["group"],
@@ -551,7 +563,8 @@ class Emulator(kmock.KubernetesScaffold):
     def _unregister_crd(self, crd: dict[str, Any]) -> None:
         key = (crd["spec"]["group"], crd["spec"]["names"]["plural"])
         self.kinds.pop(key, None)
-        self.stores.pop(key, None)
+        for obj in self.stores.pop(key, _Collection()).objects.values():
+            self._uids.discard(obj["metadata"]["uid"])
 
     # --- watch -----------------------------------------------------------------------------------
 
@@ -589,8 +602,14 @@ class Emulator(kmock.KubernetesScaffold):
                     await response.write(self._event_line("ADDED", obj))
             last = int(since)
             if last < coll.forgotten_up_to:
-                gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
-                        "reason": "Expired", "message": f"too old resource version: {last}"}
+                gone = {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "code": 410,
+                    "reason": "Expired",
+                    "message": f"too old resource version: {last}",
+                }
                 await response.write(self._event_line("ERROR", gone))
                 return response
             while time.monotonic() < deadline:

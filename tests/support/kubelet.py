@@ -114,9 +114,15 @@ class Kubelet:
                 f"{name}-pod", namespace, {"status": status}, _content_type=MERGE
             )
         kind = "Complete" if succeeded else "Failed"
-        condition = {"type": kind, "status": "True", "reason": "Done" if succeeded else "BackoffLimitExceeded"}
+        condition = {
+            "type": kind,
+            "status": "True",
+            "reason": "Done" if succeeded else "BackoffLimitExceeded",
+        }
         status = {"conditions": [condition], "succeeded" if succeeded else "failed": 1}
-        self.batch.patch_namespaced_job_status(name, namespace, {"status": status}, _content_type=MERGE)
+        self.batch.patch_namespaced_job_status(
+            name, namespace, {"status": status}, _content_type=MERGE
+        )
 
     def deployment_ready(self, namespace: str, name: str) -> None:
         """Report every replica of the Deployment's current generation as updated and ready."""
@@ -133,4 +139,6 @@ class Kubelet:
                 {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
             ],
         }
-        self.apps.patch_namespaced_deployment_status(name, namespace, {"status": status}, _content_type=MERGE)
+        self.apps.patch_namespaced_deployment_status(
+            name, namespace, {"status": status}, _content_type=MERGE
+        )

@@ -29,7 +29,13 @@ class OperatorThread:
         from smolserve.operator.runner import run
 
         try:
-            run(scanning=False, standalone=True, config=self.config, stop_flag=self._stop, ready_flag=ready)
+            run(
+                scanning=False,
+                standalone=True,
+                config=self.config,
+                stop_flag=self._stop,
+                ready_flag=ready,
+            )
         except BaseException as exc:  # surfaced by start()/stop()
             self.error = exc
             ready.set()
@@ -37,7 +43,9 @@ class OperatorThread:
     def start(self) -> OperatorThread:
         ready = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="operator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="operator", daemon=True
+        )
         self._thread.start()
         if not ready.wait(30) or self.error is not None:
             raise RuntimeError(f"the operator did not start: {self.error!r}")

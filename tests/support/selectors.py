@@ -1,4 +1,4 @@
-"""Label and field selectors as the API server reads them from ``?labelSelector=`` / ``?fieldSelector=``."""
+"""Label and field selectors, as the API server reads ``labelSelector`` and ``fieldSelector``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Serve the emulator in the foreground: ``python -m support.serve --kubeconfig PATH`` (from tests/).
+"""Serve the emulator in the foreground: ``python -m support.serve --kubeconfig PATH`` (in tests/).
 
 For the operator benchmark, which runs the emulator, the operator and the load in separate
 processes so that each one's CPU and memory are its own. Stops on SIGTERM or SIGINT.

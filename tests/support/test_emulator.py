@@ -21,7 +21,12 @@ CRD = {
     "spec": {
         "group": "example.dev",
         "scope": "Namespaced",
-        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+        "names": {
+            "plural": "widgets",
+            "singular": "widget",
+            "kind": "Widget",
+            "shortNames": ["wd"],
+        },
         "versions": [
             {
                 "name": "v1",
@@ -127,7 +132,14 @@ def test_conflicts_and_failed_json_patch_tests(api: Api) -> None:
     assert api("PATCH", f"{WIDGETS}/a", ops, "application/json-patch+json")[0] == 422
     code, _ = api("PATCH", f"{WIDGETS}/a", {"spec": {}}, "application/strategic-merge-patch+json")
     assert code == 415
-    assert api("PUT", f"{WIDGETS}/a", {**widget("a"), "metadata": {"name": "a", "resourceVersion": stale}})[0] == 409
+    assert (
+        api(
+            "PUT",
+            f"{WIDGETS}/a",
+            {**widget("a"), "metadata": {"name": "a", "resourceVersion": stale}},
+        )[0]
+        == 409
+    )
 
 
 def test_selectors_and_list_kind(api: Api) -> None:
@@ -150,7 +162,12 @@ def test_discovery_lists_crds_and_core_group_version(api: Api) -> None:
     assert "example.dev" in {g["name"] for g in groups["groups"]}
     _, core = api("GET", "/api/v1")
     assert core["groupVersion"] == "v1"
-    assert api("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.dev")[0] == 200
+    assert (
+        api(
+            "DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.dev"
+        )[0]
+        == 200
+    )
     assert api("GET", WIDGETS)[0] == 404
 
 
@@ -165,9 +182,19 @@ def test_finalizers_hold_deletion_until_removed(api: Api) -> None:
 
 def test_owner_references_cascade(api: Api) -> None:
     _, owner = api("POST", WIDGETS, widget("owner"))
-    ref = {"apiVersion": "example.dev/v1", "kind": "Widget", "name": "owner", "uid": owner["metadata"]["uid"]}
+    ref = {
+        "apiVersion": "example.dev/v1",
+        "kind": "Widget",
+        "name": "owner",
+        "uid": owner["metadata"]["uid"],
+    }
     _, child = api("POST", CONFIGMAPS, {"metadata": {"name": "child", "ownerReferences": [ref]}})
-    grand_ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "child", "uid": child["metadata"]["uid"]}
+    grand_ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "child",
+        "uid": child["metadata"]["uid"],
+    }
     api("POST", CONFIGMAPS, {"metadata": {"name": "grandchild", "ownerReferences": [grand_ref]}})
     api("POST", CONFIGMAPS, {"metadata": {"name": "unrelated"}})
     api("DELETE", f"{WIDGETS}/owner")
@@ -175,11 +202,23 @@ def test_owner_references_cascade(api: Api) -> None:
     assert [i["metadata"]["name"] for i in listed["items"]] == ["unrelated"]
 
 
+def test_objects_created_for_a_gone_owner_are_collected(api: Api) -> None:
+    ref = {"apiVersion": "example.dev/v1", "kind": "Widget", "name": "gone", "uid": "no-such-uid"}
+    code, _ = api("POST", CONFIGMAPS, {"metadata": {"name": "late", "ownerReferences": [ref]}})
+    assert code == 201
+    assert api("GET", f"{CONFIGMAPS}/late")[0] == 404
+
+
 def test_immutable_configmaps_refuse_new_data(api: Api) -> None:
     api("POST", CONFIGMAPS, {"metadata": {"name": "t"}, "immutable": True, "data": {"k": "1"}})
     code, _ = api("PATCH", f"{CONFIGMAPS}/t", {"data": {"k": "2"}}, "application/merge-patch+json")
     assert code == 422
-    code, _ = api("PATCH", f"{CONFIGMAPS}/t", {"metadata": {"labels": {"a": "b"}}}, "application/merge-patch+json")
+    code, _ = api(
+        "PATCH",
+        f"{CONFIGMAPS}/t",
+        {"metadata": {"labels": {"a": "b"}}},
+        "application/merge-patch+json",
+    )
     assert code == 200
 
 
@@ -188,7 +227,9 @@ def test_watch_resumes_from_a_resource_version(api: Api) -> None:
     api("POST", WIDGETS, widget("b", tier="y"))
     api("PATCH", f"{WIDGETS}/a", {"spec": {"size": 5}}, "application/merge-patch+json")
     since = first["metadata"]["resourceVersion"]
-    events = api.lines(f"{WIDGETS}?watch=true&resourceVersion={since}&timeoutSeconds=1&labelSelector=tier%3Dx")
+    events = api.lines(
+        f"{WIDGETS}?watch=true&resourceVersion={since}&timeoutSeconds=1&labelSelector=tier%3Dx"
+    )
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("MODIFIED", "a")]
     events = api.lines(f"{WIDGETS}?watch=true&timeoutSeconds=1")
     assert [e["type"] for e in events] == ["ADDED", "ADDED"]

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -185,8 +189,8 @@ def _write(path: Path, text: str) -> Path:
     ("case", "code", "message"),
     [
         ("unknown variant", 2, "unknown template variant 'best'"),
-        ("missing directory", 2, "cannot load tokenizer from"),
-        ("directory without tokenizer", 2, "no tokenizer.json in the directory"),
+        ("missing directory", 2, "no such directory"),
+        ("directory without tokenizer", 2, "no tokenizer.json in it"),
         ("unrecognized stock", 2, "stock chat template not recognized"),
         ("stock syntax error", 2, "stock chat template not recognized: syntax error on line 1"),
         ("unreadable stock file", 2, "cannot read stock template"),
@@ -299,3 +303,42 @@ def test_verify_and_render_bad_input(tmp_path, capsys, testkit_tokenizer_dir) ->
         capsys, "render", "--template", str(broken), "--tokenizer", tok, "--messages", str(good)
     )
     assert code == 1 and "nope" in one_line_error(err)
+
+
+def test_tokenizer_sources_that_cannot_load(tmp_path: Path) -> None:
+    """Hub ids offline and without a cache, malformed ids, missing paths, unparsable files: one
+    line each, exit 2 — in a fresh process so HF_HUB_OFFLINE and an empty HF_HOME apply."""
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "tokenizer.json").write_text("not json")
+    sources = {
+        "HuggingFaceTB/SmolLM3-3B": "the hub is unreachable (or HF_HUB_OFFLINE is set)",
+        "not a valid id!!": "neither a directory nor a hub model id",
+        str(tmp_path / "missing"): "no such directory",
+        str(garbage): "cannot load tokenizer from",
+    }
+    script = textwrap.dedent(
+        f"""
+        import contextlib, io, json
+        from smolserve.cli import main
+        results = {{}}
+        for source in {list(sources)!r}:
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                code = main(["template", "generate", "--tokenizer", source,
+                             "--out", {str(tmp_path / "t.jinja")!r}])
+            results[source] = [code, err.getvalue()]
+        print(json.dumps(results))
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    for source, message in sources.items():
+        code, err = results[source]
+        assert code == 2, (source, err)
+        assert message in one_line_error(err), (source, err)
+    assert not (tmp_path / "t.jinja").exists()

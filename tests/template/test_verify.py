@@ -37,6 +37,7 @@ def test_fixed_passes(any_testkit_tokenizer) -> None:
     assert {r.check for r in report.results} == set(CHECKS)
     assert not report.warnings
     assert report.format().endswith("result: PASS")
+    assert report.summary_line().startswith("verification passed")
 
 
 def test_stock_fails_for_the_documented_reasons(any_testkit_tokenizer) -> None:
@@ -53,6 +54,9 @@ def test_stock_fails_for_the_documented_reasons(any_testkit_tokenizer) -> None:
     text = report.format()
     assert "rendered as plain user turns" in text
     assert "result: FAIL" in text
+    line = report.summary_line()
+    assert "\n" not in line
+    assert line.startswith("failed checks: ") and "tool-results x" in line and "; first: [" in line
 
 
 def test_seed_fails_only_the_no_think_prompt_unless_expected(testkit_tokenizer) -> None:

@@ -25,8 +25,9 @@ from smolserve.plugins import smollm3_reasoning_parser as plugin  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory):
-    from smolserve.testkit import build_tokenizer
     from transformers import AutoTokenizer
+
+    from smolserve.testkit import build_tokenizer
 
     return AutoTokenizer.from_pretrained(str(build_tokenizer(tmp_path_factory.mktemp("tok"))))
 
@@ -40,7 +41,8 @@ def ids(tokenizer, text: str) -> list[int]:
 
 
 def system_turn(mode: str, extra: str = "") -> str:
-    return f"<|im_start|>system\nReasoning Mode: {mode}\n{extra}<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+    system = f"<|im_start|>system\nReasoning Mode: {mode}\n{extra}<|im_end|>\n"
+    return system + "<|im_start|>user\nhi<|im_end|>\n"
 
 
 def test_plugin_imports_only_vllm_and_stdlib() -> None:

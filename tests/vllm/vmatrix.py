@@ -1,4 +1,4 @@
-"""The template × reasoning-parser matrix: cells, what the model is forced to say, what a correct
+"""The template-by-reasoning-parser matrix: cells, what the model is forced to say, what a correct
 stack returns, and how a server's answer is read. Pure logic, except `run_cell` (HTTP).
 
 A cell is (variant, parser, mode, output, streaming). For each, the test asks the server to render
@@ -105,12 +105,12 @@ def tool_call_text(call: Mapping[str, Any]) -> str:
 
 
 def conversation(mode: str, output: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The request's messages and chat-template kwargs for a cell."""
-    system = SYSTEM + (" /no_think" if mode == "no_think_flag" else "")
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": QUESTION},
-    ]
+    """The request's messages and chat-template kwargs for a cell. Only the flag mode sends a
+    system message, so the kwarg modes get the template's default system text (the stock one
+    quotes `<think> … </think>` in think mode)."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": QUESTION}]
+    if mode == "no_think_flag":
+        messages.insert(0, {"role": "system", "content": SYSTEM + " /no_think"})
     if output == "second_turn":
         messages += [
             {
@@ -159,8 +159,10 @@ def forced_output(mode: str, output: str, prompt: str) -> str:
         body = tool_call_text(CALL) if output.endswith("tool_call") else ANSWER
     if thinking:
         opener = "" if state == "open" else THINK_OPEN + "\n"
-        return f"{opener}{reasoning}\n{THINK_CLOSE}\n{body}" if reasoning else (
-            f"{opener}\n{THINK_CLOSE}\n{body}"
+        return (
+            f"{opener}{reasoning}\n{THINK_CLOSE}\n{body}"
+            if reasoning
+            else (f"{opener}\n{THINK_CLOSE}\n{body}")
         )
     # No-think: the model answers; only a prompt that left a block open makes it close one.
     return f"\n{THINK_CLOSE}\n{body}" if state == "open" else body
@@ -169,7 +171,9 @@ def forced_output(mode: str, output: str, prompt: str) -> str:
 def expected(mode: str, output: str) -> Outcome:
     """What a correct stack returns for the cell."""
     thinking = mode == "think"
-    calls = (_canonical_call(CALL["name"], CALL["arguments"]),) if output.endswith("tool_call") else ()
+    calls = (
+        (_canonical_call(CALL["name"], CALL["arguments"]),) if output.endswith("tool_call") else ()
+    )
     if output == "second_turn":
         return Outcome(
             content=SECOND_ANSWER,
@@ -282,12 +286,17 @@ def uses_tools(output: str) -> bool:
 
 
 def server_prompt(
-    base_url: str, model: str, messages: list[dict[str, Any]], kwargs: dict, tools: list | None
+    base_url: str,
+    model: str,
+    messages: list[dict[str, Any]],
+    kwargs: dict,
+    tools: list | None,
+    chat_template: str | None = None,
 ) -> str:
     """The prompt the server renders for these messages, read back from the server."""
     from vstack import http_json
 
-    body = {
+    body: dict[str, Any] = {
         "model": model,
         "messages": messages,
         "chat_template_kwargs": kwargs,
@@ -295,15 +304,20 @@ def server_prompt(
     }
     if tools:
         body["tools"] = tools
+    if chat_template is not None:
+        body["chat_template"] = chat_template
     tokens = http_json(f"{base_url}/tokenize", body)["tokens"]
     return http_json(f"{base_url}/detokenize", {"model": model, "tokens": tokens})["prompt"]
 
 
-def run_cell(client: Any, base_url: str, model: str, cell: Cell) -> tuple[Outcome, str]:
-    """Drive one cell against a live server; returns the outcome and the forced text."""
+def run_cell(
+    client: Any, base_url: str, model: str, cell: Cell, chat_template: str | None = None
+) -> tuple[Outcome, str]:
+    """Drive one cell against a live server; returns the outcome and the forced text.
+    `chat_template` (None: the server's own) goes in the request body."""
     messages, kwargs = conversation(cell.mode, cell.output)
     tools = TOOLS if uses_tools(cell.output) else None
-    prompt = server_prompt(base_url, model, messages, kwargs, tools)
+    prompt = server_prompt(base_url, model, messages, kwargs, tools, chat_template)
     forced = forced_output(cell.mode, cell.output, prompt)
     request: dict[str, Any] = {
         "model": model,
@@ -316,6 +330,8 @@ def run_cell(client: Any, base_url: str, model: str, cell: Cell) -> tuple[Outcom
             "chat_template_kwargs": kwargs,
         },
     }
+    if chat_template is not None:
+        request["extra_body"]["chat_template"] = chat_template
     if tools:
         request |= {"tools": tools, "tool_choice": "auto"}
     if cell.stream:
@@ -330,9 +346,9 @@ def run_cell(client: Any, base_url: str, model: str, cell: Cell) -> tuple[Outcom
 
 
 def render_compatibility(rows: Mapping[tuple[str, str], Mapping[str, list[str]]]) -> str:
-    """docs/compatibility.md from the matrix results: (variant, parser) -> cell key -> mismatches."""
+    """docs/compatibility.md from the results: (variant, parser) -> cell key -> mismatches."""
     lines = [
-        "# Compatibility: chat template × reasoning parser on a real vLLM server",
+        "# Compatibility: chat template and reasoning parser on a real vLLM server",
         "",
         "<!-- Generated by tests/vllm/test_vllm_stack.py (pytest -m vllm). Do not edit by hand:",
         "     the test rewrites this file and fails when it is out of date. -->",

@@ -22,12 +22,24 @@ ADAPTER_NAME = "tiny-sql"
 
 @dataclass(frozen=True)
 class ServerKey:
-    """What a server serves: template variant, reasoning parser, tokenizer flavour, LoRA."""
+    """What a server serves: the mounted template's variant, the reasoning parser, the tokenizer
+    flavour, LoRA, and whether requests may bring their own template (a test-only flag, which
+    lets one server run a parser's cells for every variant)."""
 
     variant: str
     parser: str
     tags_special: bool = False
     lora: bool = False
+    request_templates: bool = False
+
+    @property
+    def name(self) -> str:
+        return "-".join(
+            [self.variant, self.parser]
+            + ["special"] * self.tags_special
+            + ["lora"] * self.lora
+            + ["any-template"] * self.request_templates
+        )
 
 
 @dataclass
@@ -73,20 +85,28 @@ def template_text(model_dir: Path, variant: str) -> str:
     return generate_template(load_tokenizer(str(model_dir)), variant).text
 
 
-def prepare_server(assets: Assets, key: ServerKey, port: int) -> VllmServer:
-    """Build the Deployment for `key`, lay out its mounts locally, and return the server."""
+def prepare_server(
+    assets: Assets,
+    serve: dict[str, Any],
+    port: int,
+    name: str,
+    extra_flags: list[str] | None = None,
+) -> VllmServer:
+    """Build the Deployment for the SmolServe `serve`, lay out its mounts under the assets
+    directory (the template its Job would publish, the parser ConfigMap's files), and return the
+    server, not yet started."""
     from smolserve.manifests import build_deployment, build_parser_configmap
     from smolserve.manifests.common import OperatorConfig, sha256_hex
     from smolserve.spec import load_spec
 
-    spec = load_spec(serve_object(key))
+    spec = load_spec(serve)
+    assert spec.model.pvc is not None and spec.template.variant is not None
     config = OperatorConfig()
-    name = f"{key.variant}-{key.parser}{'-special' if key.tags_special else ''}"
     work = assets.root / "servers" / name
     template_dir, parsers_dir = work / "template", work / "parsers"
     template_dir.mkdir(parents=True, exist_ok=True)
     parsers_dir.mkdir(parents=True, exist_ok=True)
-    template = template_text(assets.model_dir(key.tags_special), key.variant)
+    template = template_text(assets.models / spec.model.pvc.path, spec.template.variant)
     (template_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
     for filename, text in build_parser_configmap(spec, config)["data"].items():
         (parsers_dir / filename).write_text(text, encoding="utf-8")
@@ -101,10 +121,10 @@ def prepare_server(assets: Assets, key: ServerKey, port: int) -> VllmServer:
         ADAPTERS_MOUNT: assets.adapters,
     }
     return VllmServer(
-        command=server_command(deployment, mounts, port),
+        command=server_command(deployment, mounts, port, extra_flags or []),
         port=port,
         log_path=work / "server.log",
-        model_name=SERVED_NAME,
+        model_name=spec.served_model_name,
     )
 
 
@@ -120,7 +140,8 @@ class ServerPool:
         if self.current is not None and self.current[0] == key:
             return self.current[1]
         self.close()
-        server = prepare_server(self.assets, key, free_port())
+        flags = ["--trust-request-chat-template"] if key.request_templates else []
+        server = prepare_server(self.assets, serve_object(key), free_port(), key.name, flags)
         server.start()
         assert server.startup_s is not None
         self.startup_s[key] = server.startup_s

@@ -29,8 +29,12 @@ PARSERS_MOUNT = "/etc/smolserve/parsers/"
 MODELS_MOUNT = "/models/"
 ADAPTERS_MOUNT = "/adapters/"
 
-# Flags only a CPU test run needs; they come after the operator's args, so they win.
+# Flags only a CPU test run needs; they come after the operator's args, so they win. The engine
+# runs in the API server's process (with SERVER_ENV's VLLM_ENABLE_V1_MULTIPROCESSING=0): two fewer
+# Python processes to start, which saves ~15 s per server on 2 cores; parsing is unaffected.
 TEST_ONLY_FLAGS = [
+    "--distributed-executor-backend",
+    "uni",
     "--enforce-eager",
     "--dtype",
     "bfloat16",
@@ -49,6 +53,7 @@ SERVER_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "VLLM_NO_USAGE_STATS": "1",
     "VLLM_LOGGING_LEVEL": "WARNING",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
 }
 
 # SmolLM3's special ids (docs: shared reference, section 1).
@@ -98,7 +103,9 @@ def build_tiny_adapter(model_dir: Path, out_dir: Path, *, rank: int = 8, seed: i
     base = SmolLM3ForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     lora = get_peft_model(
         base,
-        LoraConfig(r=rank, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        LoraConfig(
+            r=rank, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        ),
     )
     lora.save_pretrained(out_dir)
     return out_dir
@@ -123,9 +130,14 @@ def localize(args: Sequence[str], mounts: Mapping[str, Path]) -> list[str]:
     return out
 
 
-def server_command(deployment: Mapping[str, Any], mounts: Mapping[str, Path], port: int) -> list[str]:
+def server_command(
+    deployment: Mapping[str, Any],
+    mounts: Mapping[str, Path],
+    port: int,
+    extra_flags: Sequence[str] = (),
+) -> list[str]:
     """The local command line for the Deployment's vLLM container: its own module and args,
-    this interpreter, localized mount paths, then the test-only flags."""
+    this interpreter, localized mount paths, then the test-only flags and `extra_flags`."""
     container = vllm_container(deployment)
     command = list(container["command"])
     if command[0].startswith("python"):
@@ -134,6 +146,7 @@ def server_command(deployment: Mapping[str, Any], mounts: Mapping[str, Path], po
         *command,
         *localize(container.get("args", []), mounts),
         *TEST_ONLY_FLAGS,
+        *extra_flags,
         "--host",
         "127.0.0.1",
         "--port",

@@ -4,7 +4,7 @@ Security: the pods meet the Pod Security Standard "restricted" (non-root uid, no
 escalation, all capabilities dropped, RuntimeDefault seccomp). What cannot be restricted with
 the stock ``vllm/vllm-openai`` image: its root filesystem stays writable (vLLM, torch and
 triton write caches and compiled kernels to paths that vary between releases), and its default
-user is root, so the pod sets uid 1000 and points HOME and the hub cache at an emptyDir.
+user is root, so the pod sets uid 10001 and points HOME and the hub cache at an emptyDir.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from smolserve.manifests.common import (
 )
 from smolserve.spec import SmolServeSpec
 
-SERVER_UID = 1000
+SERVER_UID = 10001  # a high uid: no clash with a host user (checkov CKV_K8S_40)
 # The startup probe allows this long for the model download and load before liveness starts.
 STARTUP_PERIOD_SECONDS = 10
 STARTUP_FAILURE_THRESHOLD = 360  # 360 x 10 s = 1 h
@@ -128,7 +128,8 @@ def _resources(spec: SmolServeSpec) -> dict[str, Any]:
     res = spec.resources
     limits: dict[str, Any] = {"memory": res.memory}
     if res.gpus > 0:
-        limits[res.gpu_resource_name] = str(res.gpus)  # the API server returns quantities as strings
+        # A string, as the API server returns quantities: a re-read Deployment compares equal.
+        limits[res.gpu_resource_name] = str(res.gpus)
     return {"requests": {"cpu": res.cpu, "memory": res.memory}, "limits": limits}
 
 
@@ -256,6 +257,10 @@ def build_deployment(
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["smolserve"],
                 "args": ["job", "fetch-adapters", "--dest", ADAPTERS_DIR, *fetch],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"memory": "1Gi"},
+                },
                 "env": [
                     {"name": "HOME", "value": "/tmp"},
                     {"name": "HF_HOME", "value": "/tmp/huggingface"},

@@ -1,1 +1,1 @@
-"""The SmolServe operator: kopf handlers (thin), the pure planner and status, ``smolserve operator``."""
+"""The SmolServe operator: thin kopf handlers, the pure planner and status, the command."""

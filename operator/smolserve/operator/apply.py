@@ -35,7 +35,9 @@ def contains(live: Any, desired: Any) -> bool:
 def applied_view(desired: dict[str, Any]) -> dict[str, Any]:
     """The part of a desired object the operator owns, with its last-applied annotation."""
     meta = desired.get("metadata", {})
-    owned = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+    owned = {
+        k: v for k, v in desired.items() if k not in ("apiVersion", "kind", "metadata", "status")
+    }
     owned["metadata"] = {k: meta[k] for k in _APPLIED_META if k in meta}
     record = json.dumps(owned, sort_keys=True, separators=(",", ":"))
     annotations = {**owned["metadata"].get("annotations", {}), LAST_APPLIED: record}

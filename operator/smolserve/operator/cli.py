@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve only this namespace (repeatable; default: the whole cluster)",
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--peering", metavar="NAME", help="coordinate replicas through this kopf peering")
+    mode.add_argument(
+        "--peering", metavar="NAME", help="coordinate replicas through this kopf peering"
+    )
     mode.add_argument(
         "--standalone", action="store_true", help="no peering (the default without --peering)"
     )

@@ -13,6 +13,7 @@ blocking client never stalls kopf's event loop.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import logging
@@ -165,7 +166,9 @@ class Runtime:
                     del self._status_written[key]
                 else:
                     serve = {**serve, "status": {**(serve.get("status") or {}), **written_status}}
-            cached = [o for kind in CHILD_RESOURCES for o in _values(indexes.get(_index_name(kind)), key)]
+            cached = [
+                o for kind in CHILD_RESOURCES for o in _values(indexes.get(_index_name(kind)), key)
+            ]
             children = self._fresh(key, cached)
             observed = reconcile.Observed(
                 serve=serve,
@@ -207,6 +210,12 @@ class Runtime:
                     raise
             self._note(key, ref, None)
 
+    def is_echo(self, key: Key, body: Mapping[str, Any]) -> bool:
+        """Whether a watch event only shows this operator's own last write (nothing new)."""
+        with self._guard:
+            written = self._written.get(key, {}).get(Ref.of(body))
+            return written is not None and _version(written) == _version(body)
+
     def _note(self, key: Key, ref: Ref, body: dict[str, Any] | None) -> None:
         with self._guard:
             self._written.setdefault(key, {})[ref] = body
@@ -227,22 +236,28 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     """Register every handler into ``registry`` (one registry per operator, or per test)."""
     present = {labels.SERVE: kopf.PRESENT}
 
-    def index_serves(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    # Index functions and the echo check are async: they do no I/O, and running them on the
+    # loop saves a thread hop per watch event. Reconciles, which do I/O, go to a thread.
+    async def index_serves(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
         return {(namespace, name): dict(body)}
 
     kopf.index(*SERVE_RESOURCE, id=SERVES_INDEX, registry=registry)(index_serves)
 
     for kind, resource in CHILD_RESOURCES.items():
 
-        def index_child(namespace: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+        async def index_child(namespace: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
             return {(namespace, body["metadata"]["labels"][SERVE_LABEL]): dict(body)}
 
         kopf.index(*resource, id=_index_name(kind), labels=present, registry=registry)(index_child)
 
-        def on_child(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
-            runtime.reconcile((namespace, body["metadata"]["labels"][SERVE_LABEL]), kwargs)
+        async def on_child(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
+            key = (namespace, body["metadata"]["labels"][SERVE_LABEL])
+            if not runtime.is_echo(key, body):
+                await asyncio.to_thread(runtime.reconcile, key, kwargs)
 
-        kopf.on.event(*resource, id=f"{kind.lower()}-changed", labels=present, registry=registry)(on_child)
+        kopf.on.event(*resource, id=f"{kind.lower()}-changed", labels=present, registry=registry)(
+            on_child
+        )
 
     def on_serve(namespace: str, name: str, patch: kopf.Patch, **kwargs: Any) -> None:
         try:
@@ -253,7 +268,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
         cause(*SERVE_RESOURCE, id="reconcile", registry=registry)(on_serve)
 
-    def on_configmap(
+    async def on_configmap(
         namespace: str, name: str, body: kopf.Body, type: str | None, **kwargs: Any
     ) -> None:
         """A user's template ConfigMap changed: re-hash it and reconcile who uses it."""
@@ -265,16 +280,20 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                 runtime.remember_source(None, (namespace, name), ref[1])
             else:
                 runtime.remember_source(body, (namespace, name), ref[1])
-            runtime.reconcile((ns, serve_name), kwargs)
+            await asyncio.to_thread(runtime.reconcile, (ns, serve_name), kwargs)
 
-    kopf.on.event("", "v1", "configmaps", id="source-changed", labels={labels.SERVE: kopf.ABSENT}, registry=registry)(
-        on_configmap
-    )
-
+    kopf.on.event(
+        "",
+        "v1",
+        "configmaps",
+        id="source-changed",
+        labels={labels.SERVE: kopf.ABSENT},
+        registry=registry,
+    )(on_configmap)
 
 
 def serve_source(serve: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(ConfigMap name, key) of a SmolServe's ``template.source: configMap``, if that is its source."""
+    """(ConfigMap name, key) of a SmolServe whose template source is a ConfigMap, else None."""
     template = (serve.get("spec") or {}).get("template") or {}
     ref = template.get("configMapRef") or {}
     if template.get("source") != "configMap" or not ref.get("name"):

@@ -125,7 +125,9 @@ class Kube:
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", Ref.of(obj).collection(), obj)
 
-    def patch(self, ref: Ref, body: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
+    def patch(
+        self, ref: Ref, body: dict[str, Any], subresource: str | None = None
+    ) -> dict[str, Any]:
         return self.request("PATCH", ref.path(subresource), body, content_type=MERGE_PATCH)
 
     def delete(self, ref: Ref) -> None:

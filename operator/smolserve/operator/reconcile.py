@@ -22,7 +22,6 @@ from typing import Any
 
 from smolserve import labels
 from smolserve.manifests import (
-    TEMPLATE_SHA256_ANNOTATION,
     OperatorConfig,
     build_deployment,
     build_parser_configmap,
@@ -110,6 +109,14 @@ def template_in_use(deployment: dict[str, Any] | None) -> str | None:
     return None
 
 
+def deployed_template_hash(deployment: dict[str, Any] | None) -> str | None:
+    """The template hash (8 hex) on the live Deployment's pod template."""
+    if deployment is None:
+        return None
+    meta = deployment.get("spec", {}).get("template", {}).get("metadata", {})
+    return (meta.get("annotations") or {}).get(labels.TEMPLATE_HASH)
+
+
 def _ensure(plan: Plan, desired: dict[str, Any], live: dict[str, Any] | None) -> None:
     if live is None:
         plan.create.append(with_last_applied(desired))
@@ -142,10 +149,11 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
             degraded=bad,
             deployment=deployment,
             desired_replicas=(deployment or {}).get("spec", {}).get("replicas", 0),
-            template_hash=previous.get("templateHash"),
+            template_hash=deployed_template_hash(deployment),
             template_configmap=in_use,
             endpoint=previous.get("endpoint"),
             selector=previous.get("selector"),
+            model_revision=previous.get("modelRevision"),
         )
         return _with_status(result, findings, previous, generation, now)
 
@@ -161,7 +169,9 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
     inputs: str | None = None
     if spec.template.source == "configMap" and observed.source_sha256 is None:
         ref = spec.template.config_map_ref
-        message = f"ConfigMap {ref.name!r} with key {ref.key!r} not found" if ref else "no configMapRef"
+        message = (
+            f"ConfigMap {ref.name!r} with key {ref.key!r} not found" if ref else "no configMapRef"
+        )
         template_cond = st.Condition(st.TEMPLATE_READY, False, st.SOURCE_CONFIGMAP_MISSING, message)
         degraded = st.Condition(st.DEGRADED, True, st.SOURCE_CONFIGMAP_MISSING, message)
     else:
@@ -171,12 +181,18 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         job = _named(jobs, template_job_name(spec, inputs))
         if ready is not None:
             template_cond = st.Condition(
-                st.TEMPLATE_READY, True, st.TEMPLATE_VERIFIED, f"verified template in ConfigMap {ready['metadata']['name']}"
+                st.TEMPLATE_READY,
+                True,
+                st.TEMPLATE_VERIFIED,
+                f"verified template in ConfigMap {ready['metadata']['name']}",
             )
         elif job is None:
             result.create.append(build_template_job(spec, config, inputs_hash=inputs))
             template_cond = st.Condition(
-                st.TEMPLATE_READY, False, st.TEMPLATE_JOB_RUNNING, f"Job {template_job_name(spec, inputs)} is generating and verifying the template"
+                st.TEMPLATE_READY,
+                False,
+                st.TEMPLATE_JOB_RUNNING,
+                f"Job {template_job_name(spec, inputs)} is generating and verifying the template",
             )
         elif job_state(job) == "failed":
             name = job["metadata"]["name"]
@@ -194,12 +210,19 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
             )
         else:
             template_cond = st.Condition(
-                st.TEMPLATE_READY, False, st.TEMPLATE_JOB_RUNNING, f"Job {job['metadata']['name']} is generating and verifying the template"
+                st.TEMPLATE_READY,
+                False,
+                st.TEMPLATE_JOB_RUNNING,
+                f"Job {job['metadata']['name']} is generating and verifying the template",
             )
 
     # The children that do not depend on the template.
     for desired in build_template_rbac(spec):
-        _ensure(result, desired, _named(_of_kind(children, desired["kind"]), desired["metadata"]["name"]))
+        _ensure(
+            result,
+            desired,
+            _named(_of_kind(children, desired["kind"]), desired["metadata"]["name"]),
+        )
     if uses_parser_plugin(spec):
         parsers = build_parser_configmap(spec, config)
         if _named(configmaps, parsers["metadata"]["name"]) is None:
@@ -211,15 +234,12 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
     _ensure(result, service, live_service)
 
     # The Deployment: only ever with a verified template.
-    template_name, template_hash = in_use, previous.get("templateHash")
+    template_name, template_hash = in_use, deployed_template_hash(deployment)
     if ready is not None:
-        ready_labels = _labels(ready)
         template_name = ready["metadata"]["name"]
-        template_hash = (ready["metadata"].get("annotations") or {}).get(TEMPLATE_SHA256_ANNOTATION) or ready_labels.get(
-            labels.TEMPLATE_HASH
-        )
+        template_hash = _labels(ready).get(labels.TEMPLATE_HASH, "")
         desired = build_deployment(
-            spec, config, template_configmap=template_name, template_hash=ready_labels.get(labels.TEMPLATE_HASH, "")
+            spec, config, template_configmap=template_name, template_hash=template_hash
         )
         writes = len(result.create) + len(result.patch)
         _ensure(result, desired, deployment)
@@ -251,6 +271,7 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         template_configmap=template_name,
         endpoint=f"http://{spec.name}.{spec.namespace}.svc:{spec.service.port}/v1",
         selector=selector_string(spec.name),
+        model_revision=spec.model.revision,
     )
     return _with_status(result, findings, previous, generation, now)
 
@@ -275,4 +296,3 @@ def _with_status(
         result.status = status
     result.events = events
     return result
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -53,12 +54,15 @@ def run(
 ) -> None:
     """Run the operator until stopped; blocking (it owns the calling thread's event loop)."""
     runtime = Runtime(Kube.from_environment(), config or OperatorConfig.from_env())
+    # kopf pauses every peer when two share a priority: each process draws its own.
+    priority = random.randint(1, 2**31 - 1) if peering else None
     asyncio.run(
         kopf.operator(
             registry=build_registry(runtime),
             settings=build_settings(scanning=scanning),
             standalone=standalone or peering is None,
             peering_name=peering,
+            priority=priority,
             liveness_endpoint=liveness,
             clusterwide=not namespaces,
             namespaces=list(namespaces),

@@ -25,7 +25,7 @@ def build_settings(*, scanning: bool = True) -> kopf.OperatorSettings:
     settings.scanning.disabled = not scanning
     # Only our children: the API server filters what kopf watches (user ConfigMaps aside,
     # which a configMap template source needs).
-    for kind, (group, version, plural) in CHILD_RESOURCES.items():
+    for kind, (group, _, plural) in CHILD_RESOURCES.items():
         if kind != "ConfigMap":
             settings.watching.label_selectors[group, plural] = labels.SERVE
     return settings

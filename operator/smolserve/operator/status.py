@@ -51,10 +51,11 @@ class Findings:
     degraded: Condition | None  # a problem only the operator can see, or None
     deployment: dict[str, Any] | None  # the live Deployment (its status), if any
     desired_replicas: int
-    template_hash: str | None  # sha256 of the template in use (or about to be)
+    template_hash: str | None  # first 8 hex of the template's sha256 (in use, or about to be)
     template_configmap: str | None
     endpoint: str | None
     selector: str | None
+    model_revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,25 @@ def _deployment_conditions(
 ) -> tuple[Condition, Condition | None]:
     """Available and Progressing as the Deployment reports them (None: no rollout under way)."""
     if deployment is None:
-        return Condition(AVAILABLE, False, NO_DEPLOYMENT, "no Deployment yet: waiting for a verified template"), None
+        return Condition(
+            AVAILABLE, False, NO_DEPLOYMENT, "no Deployment yet: waiting for a verified template"
+        ), None
     status = deployment.get("status") or {}
     ready = status.get("readyReplicas") or 0
     reported = {c.get("type"): c for c in status.get("conditions") or []}
     if ready >= max(desired_replicas, 1) or (desired_replicas == 0 and "Available" in reported):
-        available = Condition(AVAILABLE, True, DEPLOYMENT_AVAILABLE, f"{ready}/{desired_replicas} replicas ready")
+        available = Condition(
+            AVAILABLE, True, DEPLOYMENT_AVAILABLE, f"{ready}/{desired_replicas} replicas ready"
+        )
     else:
-        available = Condition(AVAILABLE, False, DEPLOYMENT_UNAVAILABLE, f"{ready}/{desired_replicas} replicas ready")
+        available = Condition(
+            AVAILABLE, False, DEPLOYMENT_UNAVAILABLE, f"{ready}/{desired_replicas} replicas ready"
+        )
     progress = reported.get("Progressing") or {}
     if progress.get("reason") == ROLLOUT_STALLED:
-        return available, Condition(PROGRESSING, False, ROLLOUT_STALLED, progress.get("message", ""))
+        return available, Condition(
+            PROGRESSING, False, ROLLOUT_STALLED, progress.get("message", "")
+        )
     generation = deployment.get("metadata", {}).get("generation", 0)
     updated = status.get("updatedReplicas") or 0
     settled = (
@@ -102,7 +111,9 @@ def conditions_for(findings: Findings) -> list[Condition]:
     elif template.reason == TEMPLATE_JOB_RUNNING:
         progressing = Condition(PROGRESSING, True, TEMPLATE_JOB_RUNNING, template.message)
     else:
-        progressing = Condition(PROGRESSING, False, ROLLOUT_COMPLETE, "the Deployment is up to date")
+        progressing = Condition(
+            PROGRESSING, False, ROLLOUT_COMPLETE, "the Deployment is up to date"
+        )
     if findings.degraded is not None:
         degraded = findings.degraded
     elif rollout is not None and rollout.reason == ROLLOUT_STALLED:
@@ -127,7 +138,11 @@ def _event_type(cond: Condition, *, was_true: bool) -> str:
     """Warning for what needs a person: degradation, a failed template, lost availability."""
     if cond.type == DEGRADED and cond.status:
         return "Warning"
-    if cond.type == TEMPLATE_READY and cond.reason == TEMPLATE_JOB_FAILED:
+    if cond.type == TEMPLATE_READY and cond.reason in (
+        TEMPLATE_JOB_FAILED,
+        INVALID_SPEC,
+        SOURCE_CONFIGMAP_MISSING,
+    ):
         return "Warning"
     if cond.type == AVAILABLE and not cond.status and was_true:
         return "Warning"
@@ -151,7 +166,9 @@ def build_status(
                 "status": status,
                 "reason": cond.reason,
                 "message": cond.message,
-                "lastTransitionTime": now if changed or not old.get("lastTransitionTime") else old["lastTransitionTime"],
+                "lastTransitionTime": now
+                if changed or not old.get("lastTransitionTime")
+                else old["lastTransitionTime"],
                 "observedGeneration": generation,
             }
         )
@@ -159,9 +176,19 @@ def build_status(
         # word on the template and on any degradation.
         first = not old and (cond.type == TEMPLATE_READY or (cond.type == DEGRADED and cond.status))
         flipped = bool(old) and changed
-        new_problem = bool(old) and cond.type in (TEMPLATE_READY, DEGRADED) and old.get("reason") != cond.reason
+        new_problem = (
+            bool(old)
+            and cond.type in (TEMPLATE_READY, DEGRADED)
+            and old.get("reason") != cond.reason
+        )
         if first or flipped or new_problem:
-            events.append(Event(_event_type(cond, was_true=old.get("status") == "True"), cond.reason, f"{cond.type}={status}: {cond.message}"))
+            events.append(
+                Event(
+                    _event_type(cond, was_true=old.get("status") == "True"),
+                    cond.reason,
+                    f"{cond.type}={status}: {cond.message}",
+                )
+            )
     deployment_status = (findings.deployment or {}).get("status") or {}
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -173,6 +200,7 @@ def build_status(
         "readyReplicas": deployment_status.get("readyReplicas") or 0,
         "endpoint": findings.endpoint,
         "selector": findings.selector,
+        "modelRevision": findings.model_revision,
     }
     return status, events
 

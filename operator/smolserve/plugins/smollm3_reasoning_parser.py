@@ -143,7 +143,9 @@ class SmolLM3ReasoningParser(ReasoningParser):
                 break
         return not decide_thinking(self._enable_thinking, self._prompt_system_text(input_ids))
 
-    def is_reasoning_end_streaming(self, input_ids: Sequence[int], delta_ids: Iterable[int]) -> bool:
+    def is_reasoning_end_streaming(
+        self, input_ids: Sequence[int], delta_ids: Iterable[int]
+    ) -> bool:
         return self._end_id in delta_ids
 
     def extract_content_ids(self, input_ids: list[int]) -> list[int]:

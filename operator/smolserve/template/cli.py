@@ -33,7 +33,12 @@ def register(subparsers: Any) -> None:
     gen.add_argument("--tokenizer", required=True, metavar="SRC", help="directory or hub model id")
     gen.add_argument("--revision", help="hub revision (commit or tag) to load")
     gen.add_argument("--variant", default="fixed", help="fixed (default), seed or stock")
-    gen.add_argument("--out", default="chat_template.jinja", metavar="FILE")
+    gen.add_argument(
+        "--out",
+        default="chat_template.jinja",
+        metavar="FILE",
+        help="where to write the template, atomically (default: chat_template.jinja)",
+    )
     gen.add_argument(
         "--close-system-turn",
         action=argparse.BooleanOptionalAction,

@@ -5,7 +5,9 @@
 in front of the stock ones, for tool results and for assistant turns with tool calls, and every
 other message still goes through the stock code; the generation-prompt block is rewritten.
 So a conversation without tool history renders byte-identical to the stock template, except
-the ``/think`` generation prompt (``fixed`` prefills ``<think>\\n`` there).
+the ``/think`` generation prompt (``fixed`` prefills ``<think>\\n`` there) and two repairs of
+the header's output that leave its code alone: closing a system turn the header left open
+(``close_system_turn``) and handing ``tools`` to a header that reads only ``xml_tools``.
 
 - ``fixed``: tool results wrapped in tool-response tags inside one user turn per run of
   consecutive results; assistant ``tool_calls`` rendered after the content, one tool-call block
@@ -95,11 +97,11 @@ _CLOSE_SYSTEM_TURN = r"""
 {%- endif -%}
 """.strip()
 
-# Put right after a tag that writes the turn-end tag. Its right marker mirrors that tag's: "-"
-# keeps stripping the whitespace that follows, "+" keeps trim_blocks from eating a newline.
 # Some revisions print only `xml_tools`; vLLM passes the request's tools as `tools`.
 _TOOLS_AS_XML_TOOLS = "{%+ if tools and not xml_tools +%}{%+ set xml_tools = tools +%}{%+ endif +%}"
 
+# Put right after a tag that writes the turn-end tag. Its right marker mirrors that tag's: "-"
+# keeps stripping the whitespace that follows, "+" keeps trim_blocks from eating a newline.
 _MARK_SYSTEM_CLOSED = "{%+ set smolserve_state.system_closed = true ${right}%}"
 
 

@@ -13,14 +13,61 @@ from typing import Any
 from smolserve.errors import UsageError
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:300] + "…") if len(text) > 300 else (text or type(exc).__name__)
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or os.path.exists(source)
+
+
+def _fetch_from_hub(source: str, revision: str | None) -> None:
+    """Fetch the hub files first, so a hub problem is reported as such (not as a parse error)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{source}@{revision}" if revision else source
+    try:
+        hf_hub_download(source, "tokenizer.json", revision=revision)
+    except HFValidationError:
+        raise UsageError(
+            f"cannot load tokenizer from {source}: neither a directory nor a hub model id"
+        ) from None
+    except LocalEntryNotFoundError:
+        raise UsageError(
+            f"cannot load tokenizer from {where}: the hub is unreachable (or HF_HUB_OFFLINE is "
+            "set) and it is not in the local cache"
+        ) from None
+    except RevisionNotFoundError:
+        raise UsageError(f"cannot load tokenizer from {where}: no such revision") from None
+    except RemoteEntryNotFoundError:
+        raise UsageError(f"cannot load tokenizer from {where}: it has no tokenizer.json") from None
+    except RepositoryNotFoundError:
+        raise UsageError(
+            f"cannot load tokenizer from {source}: no such model on the hub "
+            "(or it is private or gated: set HF_TOKEN)"
+        ) from None
+
+
 def load_tokenizer(source: str, revision: str | None = None) -> Any:
     """A transformers tokenizer from ``source`` (directory or hub id) at ``revision``."""
     from transformers import PreTrainedTokenizerFast
 
-    if os.path.isdir(source) and not os.path.isfile(os.path.join(source, "tokenizer.json")):
-        raise UsageError(f"cannot load tokenizer from {source}: no tokenizer.json in the directory")
+    if os.path.isdir(source):
+        if not os.path.isfile(os.path.join(source, "tokenizer.json")):
+            raise UsageError(f"cannot load tokenizer from {source}: no tokenizer.json in it")
+    elif _looks_like_path(source):
+        raise UsageError(f"cannot load tokenizer from {source}: no such directory")
+    else:
+        _fetch_from_hub(source, revision)
     try:
         return PreTrainedTokenizerFast.from_pretrained(source, revision=revision)
-    except Exception as exc:  # transformers and the hub raise many types; all mean "unreadable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot load tokenizer from {source}: {first}") from None
+    except Exception as exc:  # transformers raises many types; all mean "unreadable"
+        raise UsageError(f"cannot load tokenizer from {source}: {_one_line(exc)}") from None

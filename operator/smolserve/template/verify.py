@@ -84,6 +84,15 @@ class VerifyReport:
     def failed_checks(self) -> set[str]:
         return {r.check for r in self.failures}
 
+    def summary_line(self) -> str:
+        """One line for logs and termination messages: verdict, failing checks, first failure."""
+        if self.ok:
+            return f"verification passed ({len(self.results)} checks, {self.cases} conversations)"
+        counts = Counter(r.check for r in self.failures)
+        first = self.failures[0]
+        checks = ", ".join(f"{check} x{n}" for check, n in sorted(counts.items()))
+        return f"failed checks: {checks}; first: [{first.case}] {first.check}: {first.detail}"
+
     def format(self, *, max_details: int = 40) -> str:
         lines = [
             f"verify: template sha256 {self.template_sha256[:16]}…, {self.cases} conversations, "
