@@ -23,9 +23,9 @@ from smolserve.manifests import (
 )
 from smolserve.manifests.common import sha256_hex
 from smolserve.spec import load_spec
-from support import EmulatedCluster
+from support import EmulatedCluster, load_crds
 
-UID = "0b5d6c1e-0000-4000-8000-000000000002"
+UID = "0b5d6c1e-0000-4000-8000-000000000002"  # for the tests that need no cluster
 CONFIG = OperatorConfig(job_image="example.org/smolserve-job:test")
 
 
@@ -51,17 +51,35 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture
+def owner_uid(cluster: EmulatedCluster) -> str:
+    """The uid of a SmolServe ``smol`` that exists in the cluster: the emulator garbage-collects
+    a child whose owner does not exist, as the API server's collector would."""
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    for crd in load_crds():
+        client.ApiextensionsV1Api(api_client).create_custom_resource_definition(crd)
+    created = client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        labels.GROUP, labels.VERSION, "default", labels.PLURAL, serve({}, None)
+    )
+    return created["metadata"]["uid"]
+
+
+@pytest.fixture
 def termination_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "termination-log"
     monkeypatch.setenv("SMOLSERVE_TERMINATION_LOG", str(path))
     return path
 
 
-def serve(spec: dict[str, Any]) -> dict[str, Any]:
+def serve(spec: dict[str, Any], uid: str | None = UID) -> dict[str, Any]:
+    metadata = {"name": "smol", "namespace": "default"}
+    if uid:
+        metadata["uid"] = uid
     return {
         "apiVersion": labels.API_VERSION,
         "kind": labels.KIND,
-        "metadata": {"name": "smol", "namespace": "default", "uid": UID},
+        "metadata": metadata,
         "spec": spec,
     }
 
@@ -89,14 +107,15 @@ def configmaps(cluster: EmulatedCluster) -> list[dict[str, Any]]:
 
 
 def test_publish_inline_template(
-    cluster, monkeypatch, tokenizer_dir, fixed_template, termination_log
+    cluster, owner_uid, monkeypatch, tokenizer_dir, fixed_template, termination_log
 ):
     spec = load_spec(
         serve(
             {
                 "model": {"pvc": {"claimName": "models", "path": "tok"}},
                 "template": {"source": "inline", "inline": fixed_template},
-            }
+            },
+            owner_uid,
         )
     )
     job = build_template_job(spec, CONFIG)
@@ -108,7 +127,7 @@ def test_publish_inline_template(
     assert cm["data"] == {"chat_template.jinja": fixed_template}
     assert cm["immutable"] is True
     assert cm["metadata"]["labels"][labels.TEMPLATE_HASH] == sha[:8]
-    assert cm["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == owner_uid
     assert not termination_log.exists()
 
     # The Deployment built for it mounts exactly that ConfigMap.
@@ -127,9 +146,9 @@ def test_publish_inline_template(
 
 
 def test_publish_generated_template(
-    cluster, monkeypatch, tokenizer_dir, fixed_template, termination_log
+    cluster, owner_uid, monkeypatch, tokenizer_dir, fixed_template, termination_log
 ):
-    spec = load_spec(serve({"model": {"pvc": {"claimName": "models", "path": "tok"}}}))
+    spec = load_spec(serve({"model": {"pvc": {"claimName": "models", "path": "tok"}}}, owner_uid))
     job = build_template_job(spec, CONFIG)
     assert play_kubelet(job, monkeypatch, {"/models/tok": tokenizer_dir}) == 0
     (cm,) = configmaps(cluster)
@@ -137,12 +156,15 @@ def test_publish_generated_template(
 
 
 @pytest.mark.parametrize("variant", ["seed", "stock"])
-def test_publish_comparison_variants(cluster, monkeypatch, tokenizer_dir, termination_log, variant):
+def test_publish_comparison_variants(
+    cluster, owner_uid, monkeypatch, tokenizer_dir, termination_log, variant
+):
     from smolserve.template import generate_template, load_tokenizer
 
     spec = load_spec(
         serve(
-            {"model": {"pvc": {"claimName": "m", "path": "tok"}}, "template": {"variant": variant}}
+            {"model": {"pvc": {"claimName": "m", "path": "tok"}}, "template": {"variant": variant}},
+            owner_uid,
         )
     )
     assert (
@@ -155,7 +177,7 @@ def test_publish_comparison_variants(cluster, monkeypatch, tokenizer_dir, termin
 
 
 def test_publish_configmap_source(
-    cluster, monkeypatch, tmp_path, tokenizer_dir, fixed_template, termination_log
+    cluster, owner_uid, monkeypatch, tmp_path, tokenizer_dir, fixed_template, termination_log
 ):
     source = tmp_path / "source"
     source.mkdir()
@@ -168,7 +190,8 @@ def test_publish_configmap_source(
                     "source": "configMap",
                     "configMapRef": {"name": "t", "key": "mine.jinja"},
                 },
-            }
+            },
+            owner_uid,
         )
     )
     job = build_template_job(spec, CONFIG)
@@ -179,7 +202,7 @@ def test_publish_configmap_source(
 
 
 def test_a_template_failing_verification_is_not_published(
-    cluster, monkeypatch, tokenizer_dir, termination_log, capsys
+    cluster, owner_uid, monkeypatch, tokenizer_dir, termination_log, capsys
 ):
     from smolserve.testkit.tokenizer import stock_template_text
 
@@ -188,7 +211,8 @@ def test_a_template_failing_verification_is_not_published(
             {
                 "model": {"pvc": {"claimName": "models", "path": "tok"}},
                 "template": {"source": "inline", "inline": stock_template_text()},
-            }
+            },
+            owner_uid,
         )
     )
     assert (
@@ -203,8 +227,10 @@ def test_a_template_failing_verification_is_not_published(
     assert message in capsys.readouterr().err
 
 
-def test_a_missing_tokenizer_fails_with_one_line(cluster, monkeypatch, tmp_path, termination_log):
-    spec = load_spec(serve({"model": {"pvc": {"claimName": "models", "path": "tok"}}}))
+def test_a_missing_tokenizer_fails_with_one_line(
+    cluster, owner_uid, monkeypatch, tmp_path, termination_log
+):
+    spec = load_spec(serve({"model": {"pvc": {"claimName": "models", "path": "tok"}}}, owner_uid))
     job = build_template_job(spec, CONFIG)
     # 2: the input is wrong, 1: the work failed; either fails the Job's pod
     assert play_kubelet(job, monkeypatch, {"/models/tok": tmp_path / "nothing-here"}) in (1, 2)
@@ -213,12 +239,12 @@ def test_a_missing_tokenizer_fails_with_one_line(cluster, monkeypatch, tmp_path,
     assert configmaps(cluster) == []
 
 
-def test_publish_is_idempotent_and_refuses_a_different_text(cluster):
+def test_publish_is_idempotent_and_refuses_a_different_text(cluster, owner_uid):
     from kubernetes import client, config
 
     api = client.CoreV1Api(config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
     body = build_template_configmap(
-        serve="smol", namespace="default", owner_uid=UID, text="A", inputs_hash="0" * 64
+        serve="smol", namespace="default", owner_uid=owner_uid, text="A", inputs_hash="0" * 64
     )
     assert publish_configmap(api, body) == body["metadata"]["name"]
     assert publish_configmap(api, body) == body["metadata"]["name"]

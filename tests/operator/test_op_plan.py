@@ -137,6 +137,19 @@ def test_a_bad_spec_is_degraded_without_children() -> None:
     assert [e.type for e in result.events if e.reason == st.INVALID_SPEC] == ["Warning", "Warning"]
 
 
+def test_a_refused_write_is_degraded_and_not_retried() -> None:
+    body = serve()
+    refused = "HTTP 403: roles.rbac.authorization.k8s.io is forbidden"
+    result = plan(Observed(body, [], apply_error=refused), CONFIG, NOW)
+    assert result.create == result.patch == result.delete == []
+    degraded = result.status["conditions"][3]
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == (
+        "True",
+        st.APPLY_FAILED,
+        refused,
+    )
+
+
 def test_contains_ignores_server_defaults_but_not_changes() -> None:
     assert contains({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": 2}})
     assert contains([{"x": 1, "y": 2}], [{"x": 1}])

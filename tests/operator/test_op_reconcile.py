@@ -150,7 +150,11 @@ def world(
 
 
 def settle(world: World, seconds: float = 1.0) -> list[tuple[str, str, str]]:
-    """The writes made during ``seconds`` of quiet (the steady state makes none)."""
+    """The writes made during ``seconds`` after in-flight work (Events queued by kopf) is done.
+
+    The steady state makes none.
+    """
+    time.sleep(0.5)
     start = world.log_length()
     time.sleep(seconds)
     return world.writes(start)
@@ -357,3 +361,15 @@ def test_a_rollout_undo_behind_the_operators_back_is_reverted(world: World) -> N
         lambda: template_annotation(world.deployment()) == wanted,
         what="the operator's template back",
     )
+
+
+def test_a_rollout_restart_is_left_alone(world: World) -> None:
+    world.create()
+    world.run_template()
+    world.ready()
+    stamp = {"kubectl.kubernetes.io/restartedAt": "2026-11-25T12:00:00Z"}
+    body = {"spec": {"template": {"metadata": {"annotations": stamp}}}}
+    world.apps.patch_namespaced_deployment("smol", NS, body, _content_type=MERGE)
+    assert settle(world) == []
+    annotations = world.deployment()["spec"]["template"]["metadata"]["annotations"]
+    assert stamp.items() <= annotations.items()

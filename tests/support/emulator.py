@@ -12,6 +12,7 @@ request itself, from an in-memory store, with the API server's rules:
 - merge patch and JSON patch (strategic-merge and apply patches answer 415, so code that
   relies on them fails loudly here instead of passing by accident), PUT;
 - ``status`` subresources (main writes ignore status, status writes ignore the rest);
+- resource quantities (``limits``/``requests``) stored and returned as strings;
 - label selectors, ``metadata.name``/``metadata.namespace`` field selectors, ``kind`` on lists;
 - watch from a ``resourceVersion`` (replayed from history; 410 when it is too old);
 - deletion with finalizers (``deletionTimestamp``, removal once finalizers are empty) and
@@ -110,6 +111,24 @@ def _fail(status: int, reason: str, message: str) -> kmock.KubernetesError:
 
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _normalize_quantities(node: Any) -> None:
+    """Resource quantities come back as strings, as the API server serializes them."""
+    if isinstance(node, dict):
+        resources = node.get("resources")
+        if isinstance(resources, dict):
+            for section in ("limits", "requests"):
+                values = resources.get(section)
+                if isinstance(values, dict):
+                    for name, value in values.items():
+                        if isinstance(value, int | float) and not isinstance(value, bool):
+                            values[name] = str(value)
+        for value in node.values():
+            _normalize_quantities(value)
+    elif isinstance(node, list):
+        for item in node:
+            _normalize_quantities(item)
 
 
 def _content(obj: dict[str, Any]) -> dict[str, Any]:
@@ -384,6 +403,7 @@ class Emulator(kmock.KubernetesScaffold):
         if "status" in kind.subresources:
             obj.pop("status", None)
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+        _normalize_quantities(obj.get("spec"))
         meta.update(
             uid=str(uuid.uuid4()),
             resourceVersion=self._next_revision(),
@@ -420,6 +440,7 @@ class Emulator(kmock.KubernetesScaffold):
             else:
                 meta.pop(fixed, None)
         new["apiVersion"], new["kind"] = kind.api_version, kind.kind
+        _normalize_quantities(new.get("spec"))
         if old.get("immutable") and _content(new) != _content(old):
             raise _fail(422, "Invalid", f'{kind.kind} "{meta["name"]}" is immutable')
         meta["resourceVersion"] = old_meta["resourceVersion"]

@@ -209,6 +209,20 @@ def test_objects_created_for_a_gone_owner_are_collected(api: Api) -> None:
     assert api("GET", f"{CONFIGMAPS}/late")[0] == 404
 
 
+def test_quantities_come_back_as_strings(api: Api) -> None:
+    container = {
+        "name": "c",
+        "image": "i",
+        "resources": {"limits": {"nvidia.com/gpu": 1, "cpu": 0.5}},
+    }
+    body = {"metadata": {"name": "p"}, "spec": {"containers": [container]}}
+    _, pod = api("POST", "/api/v1/namespaces/ns/pods", body)
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {
+        "nvidia.com/gpu": "1",
+        "cpu": "0.5",
+    }
+
+
 def test_immutable_configmaps_refuse_new_data(api: Api) -> None:
     api("POST", CONFIGMAPS, {"metadata": {"name": "t"}, "immutable": True, "data": {"k": "1"}})
     code, _ = api("PATCH", f"{CONFIGMAPS}/t", {"data": {"k": "2"}}, "application/merge-patch+json")

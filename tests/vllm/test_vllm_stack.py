@@ -20,6 +20,7 @@ import vmatrix as mx
 from openai import OpenAI
 from vfailures import expected_failures
 from vpool import ADAPTER_NAME, SERVED_NAME, ServerKey, ServerPool, template_text
+from vreport import render_compatibility
 from vstack import http_json
 
 pytestmark = pytest.mark.vllm
@@ -177,7 +178,7 @@ def test_compatibility_doc_is_current(matrix: MatrixResults, servers: ServerPool
     fails, so a stale committed copy cannot pass CI unnoticed."""
     rows = {(v, p): matrix.row(v, p) for v, p in ROWS}
     servers.close()
-    text = mx.render_compatibility(rows)
+    text = render_compatibility(rows)
     current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
     if current != text:
         DOC.write_text(text, encoding="utf-8")

@@ -69,36 +69,38 @@ defaults to the chart's appVersion). Call with (dict "image" .Values.x.image "ro
 {{- end }}
 {{- end }}
 
-{{/* The operator's permissions, as in docs/architecture.md; shared by the ClusterRole and the
-per-namespace Roles. Peering rules are added by the caller (they differ by scope). */}}
+{{/* The operator's permissions: the minimum it uses, as docs/operator.md (RBAC) lists them
+(tests/chart compares the two). Shared by the ClusterRole and the per-namespace Roles; the
+peering rule is added by the caller (its resource differs by scope). No CRD or namespace
+watch: the operator runs with --no-scanning. */}}
 {{- define "smol.operatorRules" -}}
 - apiGroups: ["smolserve.dev"]
   resources: ["smolserves"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["smolserve.dev"]
   resources: ["smolserves/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services", "serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* Namespace selector of the metrics monitors: the watched namespaces, or all. */}}

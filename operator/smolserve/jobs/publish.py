@@ -14,6 +14,7 @@ from typing import Any
 
 from smolserve.errors import SmolserveError, UsageError
 from smolserve.manifests.template import build_template_configmap
+from smolserve.template.files import read_text
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,7 @@ def _log(message: str) -> None:
 def template_text(request: PublishRequest, tokenizer: Any) -> str:
     """The user's template (file or env) or one generated from the tokenizer."""
     if request.template_file:
-        try:
-            return Path(request.template_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read template {request.template_file}: {exc.strerror}"
-            ) from exc
+        return read_text(request.template_file, "template")
     if request.template_env:
         text = os.environ.get(request.template_env)
         if not text:
@@ -70,23 +66,13 @@ def verified_text(request: PublishRequest) -> str:
         request.variant == "seed"
     )
     report = verify_template(text, tokenizer, prompt_style="seed" if generated_seed else "fixed")
-    formatted = report.format()
-    _log(formatted)
+    _log(report.format())
     if not report.ok:
         if request.allow_unverified:
             _log("publishing anyway: this template variant is published unverified by choice")
         else:
-            raise SmolserveError(f"template failed verification: {failure_summary(formatted)}")
+            raise SmolserveError(f"template failed verification: {report.summary_line()}")
     return text
-
-
-def failure_summary(formatted: str) -> str:
-    """The failing checks and the first failure's detail, from a report's text, on one line."""
-    lines = formatted.splitlines()
-    failing = [" ".join(line.split()) for line in lines if line.rstrip().endswith("FAIL")]
-    first = next((line.strip() for line in lines if line.startswith("  [")), "")
-    summary = "; ".join(failing) or "see the Job's log"
-    return f"{summary}; first: {first}" if first else summary
 
 
 def publish_configmap(api: Any, body: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import kopf
@@ -28,7 +29,6 @@ from smolserve.manifests import OperatorConfig
 from smolserve.operator import reconcile
 from smolserve.operator.apply import contains
 from smolserve.operator.kube import ApiError, Kube, Ref
-from smolserve.spec import SpecError, load_spec
 
 logger = logging.getLogger("smolserve.operator")
 
@@ -44,6 +44,11 @@ CHILD_RESOURCES = {
     "ConfigMap": ("", "v1", "configmaps"),
 }
 SERVES_INDEX = "smolserves_by_name"
+# API answers no retry can fix: bad request, forbidden, invalid.
+PERMANENT = frozenset({400, 403, 422})
+# Seconds between retries of a reconcile that a child's event triggered (kopf retries the
+# SmolServe's own handlers itself, but not event handlers).
+RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 SERVE_LABEL = labels.SERVE
 
 Key = tuple[str, str]  # (namespace, SmolServe name)
@@ -82,7 +87,8 @@ class Runtime:
         self._written: dict[Key, dict[Ref, dict[str, Any] | None]] = {}
         self._status_written: dict[Key, dict[str, Any]] = {}
         self._job_messages: dict[str, str] = {}  # Job uid → its pod's termination message
-        self._sources: dict[Key, str | None] = {}  # user ConfigMap → sha256 of its template key
+        # (namespace, ConfigMap, key) of a user's template source → sha256 of the text
+        self._sources: dict[tuple[str, str, str], str | None] = {}
 
     def _lock(self, key: Key) -> threading.Lock:
         with self._guard:
@@ -112,25 +118,22 @@ class Runtime:
         return list(seen.values())
 
     def _source_sha(self, serve: dict[str, Any]) -> str | None:
-        try:
-            spec = load_spec(serve)
-        except SpecError:
+        source = serve_source(serve)
+        if source is None:
             return None
-        ref = spec.template.config_map_ref
-        if spec.template.source != "configMap" or ref is None:
-            return None
-        key = (serve["metadata"]["namespace"], ref.name)
-        if key not in self._sources:
-            cm = self.kube.get(Ref("ConfigMap", key[0], key[1]))
-            self.remember_source(cm, key, ref.key)
-        return self._sources.get(key)
+        namespace = serve["metadata"]["namespace"]
+        if (namespace, *source) not in self._sources:
+            cm = self.kube.get(Ref("ConfigMap", namespace, source[0]))
+            self.remember_source(cm, namespace, *source)
+        return self._sources.get((namespace, *source))
 
-    def remember_source(self, cm: Mapping[str, Any] | None, key: Key, data_key: str) -> None:
+    def remember_source(
+        self, cm: Mapping[str, Any] | None, namespace: str, name: str, data_key: str
+    ) -> None:
+        """Keep the sha256 of a user template ConfigMap's key (None: no such ConfigMap or key)."""
         text = ((cm or {}).get("data") or {}).get(data_key)
-        self._sources[key] = None if text is None else hashlib.sha256(text.encode()).hexdigest()
-
-    def forget_source(self, key: Key) -> None:
-        self._sources.pop(key, None)
+        sha = None if text is None else hashlib.sha256(text.encode()).hexdigest()
+        self._sources[namespace, name, data_key] = sha
 
     def _job_messages_for(self, jobs: Iterable[dict[str, Any]]) -> dict[str, str]:
         messages = {}
@@ -177,7 +180,15 @@ class Runtime:
                 job_messages=self._job_messages_for(c for c in children if c.get("kind") == "Job"),
             )
             plan = reconcile.plan(observed, self.config, _now())
-            self._execute(key, plan)
+            try:
+                self._execute(key, plan)
+            except ApiError as exc:
+                if exc.status not in PERMANENT:
+                    raise
+                # Nothing but a change (to the spec, or to the operator's RBAC) can fix this:
+                # say so in the status instead of retrying.
+                failed = replace(observed, apply_error=f"HTTP {exc.status}: {exc}")
+                plan = reconcile.plan(failed, self.config, _now())
             if plan.status is not None:
                 if patch is not None:
                     patch.setdefault("status", {}).update(plan.status)
@@ -232,6 +243,19 @@ def termination_message(pods: list[dict[str, Any]]) -> str:
     return ""
 
 
+async def reconcile_with_retries(runtime: Runtime, key: Key, indexes: Mapping[str, Any]) -> None:
+    """Reconcile in a thread; on a transient API error, try again after a pause."""
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            await asyncio.to_thread(runtime.reconcile, key, indexes)
+            return
+        except ApiError as exc:
+            if delay is None:
+                raise
+            logger.warning("reconciling %s/%s failed (%s); retrying in %d s", *key, exc, delay)
+            await asyncio.sleep(delay)
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     """Register every handler into ``registry`` (one registry per operator, or per test)."""
     present = {labels.SERVE: kopf.PRESENT}
@@ -253,7 +277,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         async def on_child(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
             key = (namespace, body["metadata"]["labels"][SERVE_LABEL])
             if not runtime.is_echo(key, body):
-                await asyncio.to_thread(runtime.reconcile, key, kwargs)
+                await reconcile_with_retries(runtime, key, kwargs)
 
         kopf.on.event(*resource, id=f"{kind.lower()}-changed", labels=present, registry=registry)(
             on_child
@@ -276,11 +300,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             ref = serve_source(serve)
             if ref is None:
                 continue
-            if type == "DELETED":
-                runtime.remember_source(None, (namespace, name), ref[1])
-            else:
-                runtime.remember_source(body, (namespace, name), ref[1])
-            await asyncio.to_thread(runtime.reconcile, (ns, serve_name), kwargs)
+            runtime.remember_source(None if type == "DELETED" else body, namespace, name, ref[1])
+            await reconcile_with_retries(runtime, (ns, serve_name), kwargs)
 
     kopf.on.event(
         "",

@@ -51,6 +51,8 @@ class Observed:
     children: list[dict[str, Any]]  # every object labelled smolserve.dev/serve=<name>
     source_sha256: str | None = None  # sha256 of the configMap source's text, if it exists
     job_messages: dict[str, str] = field(default_factory=dict)  # failed Job → its pod's message
+    # The API server refused this plan's writes for good (400/403/422): its own message.
+    apply_error: str | None = None
 
 
 @dataclass
@@ -262,6 +264,11 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         and job_state(job) != "running"
     ]
 
+    if observed.apply_error is not None:
+        degraded = degraded or st.Condition(
+            st.DEGRADED, True, st.APPLY_FAILED, observed.apply_error
+        )
+        result = Plan()  # the status only: the writes were just refused
     findings = st.Findings(
         template=template_cond,
         degraded=degraded,

@@ -83,13 +83,10 @@ def register(subparsers: Any) -> None:
 def _generate(args: argparse.Namespace) -> int:
     from smolserve.template import generate_template, load_tokenizer
     from smolserve.template.files import read_text, write_atomic
-    from smolserve.template.generate import VARIANTS
+    from smolserve.template.generate import check_variant
     from smolserve.template.verify import verify_template
 
-    if args.variant not in VARIANTS:  # before the (slow) tokenizer load
-        raise UsageError(
-            f"unknown template variant {args.variant!r} (choose from {', '.join(VARIANTS)})"
-        )
+    check_variant(args.variant)  # before the (slow) tokenizer load
     stock = read_text(args.from_template, "stock template") if args.from_template else None
     tokenizer = load_tokenizer(args.tokenizer, args.revision)
     generated = generate_template(
@@ -114,10 +111,9 @@ def _generate(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from smolserve.template import load_tokenizer
     from smolserve.template.files import read_text
-    from smolserve.template.verify import verify_template
+    from smolserve.template.verify import check_prompt_style, verify_template
 
-    if args.prompt_style not in ("fixed", "seed"):
-        raise UsageError(f"unknown prompt style {args.prompt_style!r} (choose fixed or seed)")
+    check_prompt_style(args.prompt_style)  # before the (slow) tokenizer load
     text = read_text(args.template, "template")
     tokenizer = load_tokenizer(args.tokenizer, args.revision)
     report = verify_template(text, tokenizer, prompt_style=args.prompt_style)

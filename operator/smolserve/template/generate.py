@@ -293,6 +293,14 @@ def stock_template_of(tokenizer: Any) -> str:
     return template
 
 
+def check_variant(variant: str) -> None:
+    """``UsageError`` unless ``variant`` is one of ``VARIANTS``."""
+    if variant not in VARIANTS:
+        raise UsageError(
+            f"unknown template variant {variant!r} (choose from {', '.join(VARIANTS)})"
+        )
+
+
 def generate_template(
     tokenizer: Any,
     variant: str = "fixed",
@@ -308,10 +316,7 @@ def generate_template(
     SmolLM3's tags, unrecognized stock structure) and ``SmolserveError`` if the result fails to
     render.
     """
-    if variant not in VARIANTS:
-        raise UsageError(
-            f"unknown template variant {variant!r} (choose from {', '.join(VARIANTS)})"
-        )
+    check_variant(variant)
     token_map = read_token_map(tokenizer)
     stock = stock_template if stock_template is not None else stock_template_of(tokenizer)
     stock_sha = hashlib.sha256(stock.encode("utf-8")).hexdigest()

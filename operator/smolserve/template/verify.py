@@ -25,7 +25,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from smolserve.errors import SmolserveError, UsageError
 from smolserve.template.battery import Case, battery
@@ -388,6 +388,12 @@ class _Checker:
         )
 
 
+def check_prompt_style(style: str) -> None:
+    """``UsageError`` unless ``style`` is one of ``PromptStyle``'s values."""
+    if style not in get_args(PromptStyle):
+        raise UsageError(f"unknown prompt style {style!r} (choose fixed or seed)")
+
+
 def verify_template(
     template_text: str, tokenizer: Any, *, prompt_style: PromptStyle = "fixed"
 ) -> VerifyReport:
@@ -396,8 +402,7 @@ def verify_template(
     ``prompt_style`` says which generation prompts are right: ``fixed`` (``/think`` prefills the
     think tag, ``/no_think`` ends with the empty think block) or ``seed`` (``/no_think`` bare).
     """
-    if prompt_style not in ("fixed", "seed"):
-        raise UsageError(f"unknown prompt style {prompt_style!r} (choose fixed or seed)")
+    check_prompt_style(prompt_style)
     token_map = read_token_map(tokenizer)
     checker = _Checker(template_text, tokenizer, token_map, prompt_style)
     cases = battery(token_map)
