@@ -76,3 +76,13 @@ def test_cli_builds_a_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert summary == {"path": str(tmp_path / "tok"), "vocab_size": 128256, "tags_special": True}
     config = json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())
     assert config["eos_token"] == "<|im_end|>"
+
+
+def test_cli_refuses_an_output_that_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    occupied = tmp_path / "file"
+    occupied.write_text("x")
+    assert main(["testkit", "tokenizer", "--out", str(occupied)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"smolserve: error: cannot create tokenizer directory {occupied}: File exists"

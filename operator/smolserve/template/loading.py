@@ -7,7 +7,10 @@ class loads it directly and the engine stays light.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from smolserve.errors import UsageError
@@ -20,6 +23,19 @@ def _one_line(exc: BaseException) -> str:
 
 def _looks_like_path(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~")) or os.path.exists(source)
+
+
+@contextmanager
+def _quiet_hub_retries() -> Iterator[None]:
+    """huggingface_hub logs a warning per retry of an unreachable hub; the error that follows
+    says it in one line, so the retries stay silent."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
 
 
 def _fetch_from_hub(source: str, revision: str | None) -> None:
@@ -35,7 +51,8 @@ def _fetch_from_hub(source: str, revision: str | None) -> None:
 
     where = f"{source}@{revision}" if revision else source
     try:
-        hf_hub_download(source, "tokenizer.json", revision=revision)
+        with _quiet_hub_retries():
+            hf_hub_download(source, "tokenizer.json", revision=revision)
     except HFValidationError:
         raise UsageError(
             f"cannot load tokenizer from {source}: neither a directory nor a hub model id"
@@ -63,6 +80,12 @@ def load_tokenizer(source: str, revision: str | None = None) -> Any:
     if os.path.isdir(source):
         if not os.path.isfile(os.path.join(source, "tokenizer.json")):
             raise UsageError(f"cannot load tokenizer from {source}: no tokenizer.json in it")
+        if revision:
+            # A directory has no revisions: accepting one would record a pin that pins nothing.
+            raise UsageError(
+                f"cannot load tokenizer from {source} at revision {revision}: "
+                "a revision applies to hub ids only"
+            )
     elif _looks_like_path(source):
         raise UsageError(f"cannot load tokenizer from {source}: no such directory")
     else:

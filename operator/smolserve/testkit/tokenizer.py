@@ -17,6 +17,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from smolserve.errors import UsageError
 from smolserve.template.tokens import SMOLLM3_TAGS
 
 BASE_VOCAB_SIZE = 128000
@@ -164,7 +165,10 @@ def build_tokenizer(out_dir: str | os.PathLike[str], *, tags_special: bool = Fal
         "tokenizer_config.json": json.dumps(_tokenizer_config(), indent=2) + "\n",
         "chat_template.jinja": stock_template_text(),
     }
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create tokenizer directory {out}: {exc.strerror}") from None
     staging = Path(tempfile.mkdtemp(prefix=".testkit-", dir=out))
     try:
         for name, text in files.items():
