@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smolserve.errors import UsageError
+from smolserve.template.generate import VARIANTS as TEMPLATE_VARIANTS
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM3-3B"
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
 
 TEMPLATE_SOURCES = ("generate", "configMap", "inline")
-TEMPLATE_VARIANTS = ("fixed", "seed", "stock")
 REASONING_PARSERS = ("deepseek_r1", "qwen3", "smollm3", "none")
 CONTENT_FORMATS = ("string", "openai")
 THINKING_MODES = ("think", "noThink")
@@ -32,6 +32,8 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 # `<name>-template-<hash8>` must fit a 63-character label value (job-name label).
 MAX_NAME_LENGTH = 45
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_ADAPTER_NAME_LENGTH = 50
+ADAPTER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Flags the builders own; overriding them in extraArgs would break the wiring to the mounts,
 # the probes and the Service.
 RESERVED_ARGS = ("--model", "--chat-template", "--host", "--port", "--served-model-name")
@@ -442,6 +444,12 @@ def _load_lora(lo: dict[str, Any]) -> LoraSpec:
         if not isinstance(raw, dict) or not raw.get("name") or not raw.get("source"):
             raise SpecError(f"{path}.adapters[{i}] needs a name and a source")
         adapter = LoraAdapter(str(raw["name"]), str(raw["source"]))
+        # The name becomes a path (/adapters/<name>) and a volume name: the CRD's pattern.
+        if len(adapter.name) > MAX_ADAPTER_NAME_LENGTH or not ADAPTER_NAME_RE.match(adapter.name):
+            raise SpecError(
+                f"{path}.adapters[{i}].name {adapter.name!r} must be a DNS label of at most "
+                f"{MAX_ADAPTER_NAME_LENGTH} characters"
+            )
         if not (_HF_SOURCE_RE.match(adapter.source) or _PVC_SOURCE_RE.match(adapter.source)):
             raise SpecError(
                 f"{path}.adapters[{i}].source {adapter.source!r} must be hf://org/repo@revision "

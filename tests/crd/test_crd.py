@@ -389,3 +389,12 @@ def test_load_spec_enums_match_the_crd():
     assert sorted(enums) == sorted(
         ["spec." + p for p in pairs] + ["spec.tolerations[].operator", "spec.tolerations[].effect"]
     )
+
+
+def test_load_spec_adapter_name_rule_matches_the_crd():
+    from smolserve import spec as code
+
+    adapters = SCHEMA["properties"]["spec"]["properties"]["lora"]["properties"]["adapters"]
+    name = adapters["items"]["properties"]["name"]
+    assert name["pattern"] == code.ADAPTER_NAME_RE.pattern
+    assert name["maxLength"] == code.MAX_ADAPTER_NAME_LENGTH

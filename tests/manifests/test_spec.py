@@ -68,6 +68,10 @@ BAD = {
     "extra args not strings": ({"engine": {"extraArgs": [1]}}, "extraArgs"),
     "rank": ({"lora": {"maxRank": 3}}, "spec.lora.maxRank"),
     "adapter without source": ({"lora": {"adapters": [{"name": "a"}]}}, "adapters[0]"),
+    "adapter name a path": (
+        {"lora": {"adapters": [{"name": "../../etc", "source": "pvc://c/p"}]}},
+        "spec.lora.adapters[0].name '../../etc' must be a DNS label",
+    ),
     "percent": ({"rollout": {"maxSurge": "ten"}}, "spec.rollout.maxSurge"),
     "service port": ({"service": {"port": 0}}, "spec.service.port"),
     "service type": ({"service": {"type": "ExternalName"}}, "spec.service.type"),

@@ -155,6 +155,9 @@ def test_contains_ignores_server_defaults_but_not_changes() -> None:
     assert contains([{"x": 1, "y": 2}], [{"x": 1}])
     assert not contains([{"x": 1}, {"x": 2}], [{"x": 1}])
     assert not contains({"a": "1"}, {"a": 1})
+    canonical = {"resources": {"limits": {"cpu": "500m", "nvidia.com/gpu": "1", "memory": "24Gi"}}}
+    assert contains(canonical, {"resources": {"limits": {"cpu": "0.5", "nvidia.com/gpu": 1}}})
+    assert not contains(canonical, {"resources": {"limits": {"cpu": "1"}}})
 
 
 def test_the_apply_diff_removes_what_was_dropped_and_replaces_changed_lists() -> None:

@@ -191,6 +191,7 @@ def _write(path: Path, text: str) -> Path:
         ("unknown variant", 2, "unknown template variant 'best'"),
         ("missing directory", 2, "no such directory"),
         ("directory without tokenizer", 2, "no tokenizer.json in it"),
+        ("file instead of a directory", 2, "not a directory"),
         ("revision for a directory", 2, "a revision applies to hub ids only"),
         ("unrecognized stock", 2, "stock chat template not recognized"),
         ("stock syntax error", 2, "stock chat template not recognized: syntax error on line 1"),
@@ -208,6 +209,8 @@ def test_generate_bad_input(case, code, message, tmp_path, capsys, testkit_token
     elif case == "directory without tokenizer":
         (tmp_path / "empty").mkdir()
         args[2] = str(tmp_path / "empty")
+    elif case == "file instead of a directory":
+        args[2] = str(_write(tmp_path / "tokenizer.json", "{}"))
     elif case == "revision for a directory":
         args += ["--revision", "v1"]
     elif case == "unrecognized stock":

@@ -201,34 +201,37 @@ def test_other_revision_shape_is_derived_and_verified(testkit_tokenizer) -> None
     assert report.ok, report.format()
 
 
+def _replaced(old: str, new: str, count: int = 1) -> str:
+    assert old in STOCK
+    return STOCK.replace(old, new, count)
+
+
+# name -> (a stock template of another shape, what the refusal says)
 UNRECOGNIZED = {
     "loop variable renamed": (
-        "{%- for message in messages -%}",
-        "{%- for m in messages -%}{%- set message = m -%}",
+        _replaced(
+            "{%- for message in messages -%}", "{%- for m in messages -%}{%- set message = m -%}"
+        ),
         "one top-level 'for message in messages' loop",
     ),
     "generation prompt nested": (
-        "{%- if add_generation_prompt -%}",
-        "{%- if true -%}{%- if add_generation_prompt -%}",
+        _replaced(
+            "{%- if add_generation_prompt -%}", "{%- if true -%}{%- if add_generation_prompt -%}"
+        )
+        + "{%- endif -%}",
         "'if add_generation_prompt' block",
     ),
-    "no mode variable": ('"/think"', '"THINK"', "one reasoning-mode variable"),
-    "text after the prompt": ("{%- endif -%}\n", "{%- endif -%}\n", None),
+    "no mode variable": (
+        _replaced('"/think"', '"THINK"', -1).replace('"/no_think"', '"NO_THINK"'),
+        "one reasoning-mode variable",
+    ),
+    "text after the prompt": (STOCK + "trailing text", "only whitespace may sit"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(UNRECOGNIZED))
 def test_unrecognized_structure_is_refused(name: str, testkit_tokenizer) -> None:
-    old, new, message = UNRECOGNIZED[name]
-    assert old in STOCK
-    if name == "text after the prompt":
-        broken, message = STOCK + "trailing text", "only whitespace may sit"
-    elif name == "no mode variable":
-        broken = STOCK.replace(old, new).replace('"/no_think"', '"NO_THINK"')
-    elif name == "generation prompt nested":
-        broken = STOCK.replace(old, new) + "{%- endif -%}"
-    else:
-        broken = STOCK.replace(old, new, 1)
+    broken, message = UNRECOGNIZED[name]
     with pytest.raises(UsageError, match="stock chat template not recognized") as info:
         generate_template(testkit_tokenizer, stock_template=broken)
     assert message in str(info.value)

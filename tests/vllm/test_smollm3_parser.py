@@ -183,3 +183,14 @@ def test_missing_tags_is_one_clear_error() -> None:
 
     with pytest.raises(RuntimeError, match="no '<think>' token"):
         plugin.SmolLM3ReasoningParser(NoTags())
+
+
+def test_engine_core_construction_and_end_detection(tokenizer) -> None:
+    """The structured-output manager builds the parser as `cls(tokenizer=..., **kwargs)` and asks,
+    per decode step, whether the new tokens end reasoning."""
+    parser = plugin.SmolLM3ReasoningParser(
+        tokenizer=tokenizer, chat_template_kwargs={"enable_thinking": True}
+    )
+    end = tokenizer.convert_tokens_to_ids("</think>")
+    assert parser.is_reasoning_end_streaming([1, 2, end], [end])
+    assert not parser.is_reasoning_end_streaming([1, 2, 3], [3])

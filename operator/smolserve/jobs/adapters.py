@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from smolserve.errors import SmolserveError, UsageError
-from smolserve.spec import LoraAdapter, SpecError
+from smolserve.spec import ADAPTER_NAME_RE, LoraAdapter, SpecError
 
 CACHE_SUBDIR = ".hub"
 
@@ -22,8 +22,8 @@ def parse_adapter(item: str) -> LoraAdapter:
     name, sep, source = item.partition("=")
     if not sep or not name or not source.startswith("hf://"):
         raise UsageError(f"adapter {item!r} must be NAME=hf://org/repo@revision")
-    if "/" in name or name.startswith("."):
-        raise UsageError(f"adapter name {name!r} must be a plain name")
+    if not ADAPTER_NAME_RE.match(name):
+        raise UsageError(f"adapter name {name!r} must be a DNS label (it names a directory)")
     adapter = LoraAdapter(name, source)
     try:
         _ = adapter.hf_repo

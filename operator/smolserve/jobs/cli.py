@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from smolserve.errors import SmolserveError
+from smolserve.template.generate import VARIANTS
 
 TERMINATION_LOG_ENV = "SMOLSERVE_TERMINATION_LOG"
 
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     publish.add_argument(
         "--variant",
         default="fixed",
-        choices=("fixed", "seed", "stock"),
+        choices=VARIANTS,
         help="generate this variant",
     )
     publish.add_argument("--close-system-turn", action=argparse.BooleanOptionalAction, default=True)

@@ -19,16 +19,37 @@ LAST_APPLIED = f"{labels.GROUP}/last-applied"
 _APPLIED_META = ("labels", "annotations", "ownerReferences")
 
 
-def contains(live: Any, desired: Any) -> bool:
-    """True when ``live`` has every value of ``desired`` (live may carry more: defaults)."""
+# Maps of resource quantities: the API server returns them in canonical form ("0.5" → "500m").
+_QUANTITY_MAPS = ("limits", "requests")
+
+
+def _same_quantity(live: Any, desired: Any) -> bool:
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        return parse_quantity(live) == parse_quantity(desired)
+    except (ValueError, TypeError):
+        return live == desired
+
+
+def contains(live: Any, desired: Any, *, quantities: bool = False) -> bool:
+    """True when ``live`` has every value of ``desired`` (live may carry more: defaults).
+
+    ``quantities``: the values are resource quantities, equal when their amounts are.
+    """
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(contains(live.get(k), v) for k, v in desired.items())
+        return isinstance(live, dict) and all(
+            contains(live.get(k), v, quantities=quantities or k in _QUANTITY_MAPS)
+            for k, v in desired.items()
+        )
     if isinstance(desired, list):
         return (
             isinstance(live, list)
             and len(live) == len(desired)
             and all(contains(lv, dv) for lv, dv in zip(live, desired, strict=True))
         )
+    if quantities and live != desired and live is not None:
+        return _same_quantity(live, desired)
     return live == desired
 
 
@@ -61,16 +82,18 @@ def _last_applied(live: dict[str, Any]) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def _diff(last: Any, desired: dict[str, Any], live: Any) -> dict[str, Any]:
+def _diff(
+    last: Any, desired: dict[str, Any], live: Any, quantities: bool = False
+) -> dict[str, Any]:
     last = last if isinstance(last, dict) else {}
     live = live if isinstance(live, dict) else {}
     patch: dict[str, Any] = {}
     for key, value in desired.items():
         if isinstance(value, dict) and isinstance(live.get(key), dict):
-            sub = _diff(last.get(key), value, live[key])
+            sub = _diff(last.get(key), value, live[key], quantities or key in _QUANTITY_MAPS)
             if sub:
                 patch[key] = sub
-        elif not contains(live.get(key), value) or (
+        elif not contains(live.get(key), value, quantities=quantities) or (
             isinstance(value, list) and key in last and last[key] != value
         ):
             patch[key] = value

@@ -208,7 +208,7 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
                 False,
                 st.TEMPLATE_JOB_RUNNING,
                 f"Job {job['metadata']['name']} completed; waiting for its ConfigMap "
-                f"(label {labels.INPUTS_HASH}={inputs[:8]}); delete the Job to run it again",
+                f"(label {labels.INPUTS_HASH}={inputs[:8]})",
             )
         else:
             template_cond = st.Condition(

@@ -30,7 +30,7 @@ from typing import Any, Literal, get_args
 
 from smolserve.errors import SmolserveError, UsageError
 from smolserve.template.render import FROZEN_DATE, render_prompt
-from smolserve.template.structure import StockStructure, StructureError, Tag, analyse
+from smolserve.template.structure import JinjaTag, StockStructure, StructureError, analyse
 from smolserve.template.tokens import TokenMap, read_token_map
 
 Variant = Literal["fixed", "seed", "stock"]
@@ -166,7 +166,7 @@ def _check_tags_in_header(structure: StockStructure, token_map: TokenMap) -> Non
             )
 
 
-def _system_turn_markers(structure: StockStructure, token_map: TokenMap) -> list[Tag]:
+def _system_turn_markers(structure: StockStructure, token_map: TokenMap) -> list[JinjaTag]:
     """The header's tags that write the turn-end tag."""
     im_end = token_map.im_end.text
     marks = []

@@ -23,7 +23,8 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class ParsedReply:
-    reasoning: str | None
+    """A reply after the reasoning parser (reasoning dropped: history never carries it)."""
+
     content: str
     tool_calls: tuple[ToolCall, ...]
     tool_call_text: str  # from the first tool-call tag to the end of the last one
@@ -48,17 +49,15 @@ def find_tool_calls(text: str, token_map: TokenMap) -> list[ToolCall | str]:
 
 
 def parse_reply(text: str, token_map: TokenMap) -> ParsedReply:
-    """Split a model reply into reasoning, content and tool calls (reasoning parser + hermes)."""
-    think_open, think_close = token_map.think_open.text, token_map.think_close.text
-    reasoning = None
+    """Split a model reply into content and tool calls, after the reasoning (reasoning parser +
+    hermes)."""
+    think_close = token_map.think_close.text
     rest = text
     if think_close in text:
-        head, rest = text.split(think_close, 1)
-        reasoning = head.removeprefix(think_open).strip("\n")
-        rest = rest.lstrip("\n")
+        rest = text.split(think_close, 1)[1].lstrip("\n")
     start = rest.find(token_map.tool_call_open.text)
     if start < 0:
-        return ParsedReply(reasoning, rest, (), "")
+        return ParsedReply(rest, (), "")
     end = rest.rfind(token_map.tool_call_close.text) + len(token_map.tool_call_close.text)
     calls = tuple(c for c in find_tool_calls(rest, token_map) if isinstance(c, ToolCall))
-    return ParsedReply(reasoning, rest[:start].strip(), calls, rest[start:end])
+    return ParsedReply(rest[:start].strip(), calls, rest[start:end])

@@ -87,7 +87,8 @@ def load_tokenizer(source: str, revision: str | None = None) -> Any:
                 "a revision applies to hub ids only"
             )
     elif _looks_like_path(source):
-        raise UsageError(f"cannot load tokenizer from {source}: no such directory")
+        problem = "not a directory" if os.path.exists(source) else "no such directory"
+        raise UsageError(f"cannot load tokenizer from {source}: {problem}")
     else:
         _fetch_from_hub(source, revision)
     try:

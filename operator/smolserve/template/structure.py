@@ -29,7 +29,7 @@ class StructureError(UsageError):
 
 
 @dataclass(frozen=True)
-class Tag:
+class JinjaTag:
     """One ``{% %}``, ``{{ }}`` or ``{# #}`` tag: its span, markers and inner text."""
 
     kind: str  # "block" | "var" | "comment"
@@ -48,8 +48,8 @@ class Tag:
 class Block:
     """A block statement from its opening tag to its matching end tag."""
 
-    open: Tag
-    close: Tag
+    open: JinjaTag
+    close: JinjaTag
 
     @property
     def body(self) -> tuple[int, int]:
@@ -63,7 +63,7 @@ class StockStructure:
     generation: Block  # if add_generation_prompt
     mode_variable: str  # the header's variable holding "/think" or "/no_think"
     loop_has_generation_tag: bool  # the loop marks assistant text with {% generation %}
-    header_tags: tuple[Tag, ...]  # tags before the loop
+    header_tags: tuple[JinjaTag, ...]  # tags before the loop
     header_reads: frozenset[str]  # names the header reads (template variables among them)
 
     @property
@@ -79,9 +79,9 @@ def _skip_string(source: str, i: int) -> int:
     return i + 1
 
 
-def scan_tags(source: str) -> list[Tag]:
+def scan_tags(source: str) -> list[JinjaTag]:
     """All tags of ``source`` in order; the content of ``{% raw %}`` blocks is skipped."""
-    tags: list[Tag] = []
+    tags: list[JinjaTag] = []
     closers = {"{%": "%}", "{{": "}}", "{#": "#}"}
     kinds = {"{%": "block", "{{": "var", "{#": "comment"}
     i = 0
@@ -109,7 +109,7 @@ def scan_tags(source: str) -> list[Tag]:
         if right:
             inner_end -= 1
         end = j + 2
-        tag = Tag(
+        tag = JinjaTag(
             kinds[opener],
             start,
             end,
@@ -126,9 +126,9 @@ def scan_tags(source: str) -> list[Tag]:
             i = close.start()
 
 
-def top_level_blocks(tags: list[Tag]) -> list[Block]:
+def top_level_blocks(tags: list[JinjaTag]) -> list[Block]:
     """Blocks opened at nesting depth 0, matched with their end tags."""
-    stack: list[Tag] = []
+    stack: list[JinjaTag] = []
     blocks: list[Block] = []
     for tag in tags:
         word = tag.keyword

@@ -369,7 +369,8 @@ class _Checker:
                     case,
                     "content",
                     ok,
-                    f"expected {_short(text)} then the tool calls, got {_short(body)}",
+                    f"expected {_short(text)} followed by its tool-call blocks, rendered "
+                    f"{_short(body)}",
                 )
                 return
         self.record(
