@@ -33,6 +33,30 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 MAX_NAME_LENGTH = 45
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_ADAPTER_NAME_LENGTH = 50
+
+# The fields of each object load_spec reads, as the CRD names them (a test compares them with the
+# CRD). The API server prunes anything else; render and the emulator would silently ignore a
+# misspelt field, so load_spec refuses it instead.
+FIELDS: dict[str, frozenset[str]] = {
+    path: frozenset(names.split())
+    for path, names in {
+        "spec": "model servedModelName template parsers thinking lora engine resources "
+        "nodeSelector tolerations affinity runtimeClassName replicas rollout service",
+        "spec.model": "id revision pvc tokenSecretRef",
+        "spec.model.pvc": "claimName path",
+        "spec.model.tokenSecretRef": "name key",
+        "spec.template": "source variant closeSystemTurn configMapRef inline",
+        "spec.template.configMapRef": "name key",
+        "spec.parsers": "toolCall reasoning autoToolChoice contentFormat",
+        "spec.thinking": "default",
+        "spec.lora": "adapters maxRank maxLoras",
+        "spec.lora.adapters[]": "name source",
+        "spec.engine": "image maxModelLen gpuMemoryUtilization dtype extraArgs env",
+        "spec.resources": "gpus gpuResourceName cpu memory",
+        "spec.rollout": "maxSurge maxUnavailable",
+        "spec.service": "type port annotations",
+    }.items()
+}
 ADAPTER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Flags the builders own; overriding them in extraArgs would break the wiring to the mounts,
 # the probes and the Service.
@@ -257,13 +281,24 @@ class SmolServeSpec:
         return out
 
 
+def _known_fields(obj: dict[str, Any], path: str, shown: str | None = None) -> dict[str, Any]:
+    """``obj`` if it holds only the fields ``FIELDS[path]`` names; ``SpecError`` otherwise."""
+    unknown = sorted(set(obj) - FIELDS[path])
+    if unknown:
+        raise SpecError(
+            f"{shown or path}: unknown field {unknown[0]!r} "
+            f"(known: {', '.join(sorted(FIELDS[path]))})"
+        )
+    return obj
+
+
 def _section(spec: dict[str, Any], key: str) -> dict[str, Any]:
     value = spec.get(key)
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise SpecError(f"spec.{key} must be an object, got {type(value).__name__}")
-    return value
+    return _known_fields(value, f"spec.{key}")
 
 
 def _typed(
@@ -336,16 +371,25 @@ def load_spec(obj: dict[str, Any]) -> SmolServeSpec:
     spec = {} if obj.get("spec") is None else obj["spec"]
     if not isinstance(spec, dict):
         raise SpecError("spec must be an object")
+    _known_fields(spec, "spec")
     return SmolServeSpec(
         name=name,
         namespace=meta.get("namespace"),
         uid=meta.get("uid"),
         model=_load_model(_section(spec, "model")),
-        served_model_name=_typed(spec, "servedModelName", str, "smollm3", "spec"),
+        served_model_name=_typed(
+            spec, "servedModelName", str, SmolServeSpec.served_model_name, "spec"
+        ),
         template=_load_template(_section(spec, "template")),
         parsers=_load_parsers(_section(spec, "parsers")),
         thinking_default=_choice(
-            _typed(_section(spec, "thinking"), "default", str, "think", "spec.thinking"),
+            _typed(
+                _section(spec, "thinking"),
+                "default",
+                str,
+                SmolServeSpec.thinking_default,
+                "spec.thinking",
+            ),
             THINKING_MODES,
             "spec.thinking.default",
         ),
@@ -366,23 +410,25 @@ def _load_model(m: dict[str, Any]) -> ModelSpec:
     path = "spec.model"
     pvc = None
     if m.get("pvc") is not None:
-        raw = _typed(m, "pvc", dict, None, path)
+        raw = _known_fields(_typed(m, "pvc", dict, None, path), f"{path}.pvc")
         claim = _typed(raw, "claimName", str, "", f"{path}.pvc")
         if not claim:
             raise SpecError(f"{path}.pvc.claimName is required")
-        pvc = PvcRef(claim, _typed(raw, "path", str, "", f"{path}.pvc").strip("/"))
+        pvc = PvcRef(claim, _typed(raw, "path", str, PvcRef.path, f"{path}.pvc").strip("/"))
     revision = _typed(m, "revision", str, None, path)
     if pvc is not None and revision is not None:
         raise SpecError(f"{path}: revision applies to hub downloads; with pvc, leave it unset")
     token = None
     if m.get("tokenSecretRef") is not None:
-        raw = _typed(m, "tokenSecretRef", dict, None, path)
+        raw = _known_fields(_typed(m, "tokenSecretRef", dict, None, path), f"{path}.tokenSecretRef")
         token_name = _typed(raw, "name", str, "", f"{path}.tokenSecretRef")
         if not token_name:
             raise SpecError(f"{path}.tokenSecretRef.name is required")
-        token = SecretKeyRef(token_name, _typed(raw, "key", str, "token", f"{path}.tokenSecretRef"))
+        token = SecretKeyRef(
+            token_name, _typed(raw, "key", str, SecretKeyRef.key, f"{path}.tokenSecretRef")
+        )
     return ModelSpec(
-        id=_typed(m, "id", str, DEFAULT_MODEL_ID, path),
+        id=_typed(m, "id", str, ModelSpec.id, path),
         revision=revision,
         pvc=pvc,
         token_secret_ref=token,
@@ -391,22 +437,24 @@ def _load_model(m: dict[str, Any]) -> ModelSpec:
 
 def _load_template(t: dict[str, Any]) -> TemplateSpec:
     path = "spec.template"
-    source = _choice(_typed(t, "source", str, "generate", path), TEMPLATE_SOURCES, f"{path}.source")
+    source = _choice(
+        _typed(t, "source", str, TemplateSpec.source, path), TEMPLATE_SOURCES, f"{path}.source"
+    )
     variant = _typed(t, "variant", str, None, path)
     close = _typed(t, "closeSystemTurn", bool, None, path)
     if source == "generate":
-        variant = _choice(variant or "fixed", TEMPLATE_VARIANTS, f"{path}.variant")
-        close = True if close is None else close
+        variant = _choice(variant or TemplateSpec.variant, TEMPLATE_VARIANTS, f"{path}.variant")
+        close = TemplateSpec.close_system_turn if close is None else close
     elif variant is not None or close is not None:
         raise SpecError(f"{path}: variant and closeSystemTurn apply only to source: generate")
     cm_ref = None
     if t.get("configMapRef") is not None:
-        raw = _typed(t, "configMapRef", dict, None, path)
+        raw = _known_fields(_typed(t, "configMapRef", dict, None, path), f"{path}.configMapRef")
         cm_name = _typed(raw, "name", str, "", f"{path}.configMapRef")
         if not cm_name:
             raise SpecError(f"{path}.configMapRef.name is required")
         cm_ref = ConfigMapKeyRef(
-            cm_name, _typed(raw, "key", str, "chat_template.jinja", f"{path}.configMapRef")
+            cm_name, _typed(raw, "key", str, ConfigMapKeyRef.key, f"{path}.configMapRef")
         )
     inline = _typed(t, "inline", str, None, path)
     if (source == "configMap") != (cm_ref is not None):
@@ -421,13 +469,15 @@ def _load_template(t: dict[str, Any]) -> TemplateSpec:
 def _load_parsers(p: dict[str, Any]) -> ParsersSpec:
     path = "spec.parsers"
     parsers = ParsersSpec(
-        tool_call=_typed(p, "toolCall", str, "hermes", path),
+        tool_call=_typed(p, "toolCall", str, ParsersSpec.tool_call, path),
         reasoning=_choice(
-            _typed(p, "reasoning", str, "deepseek_r1", path), REASONING_PARSERS, f"{path}.reasoning"
+            _typed(p, "reasoning", str, ParsersSpec.reasoning, path),
+            REASONING_PARSERS,
+            f"{path}.reasoning",
         ),
-        auto_tool_choice=_typed(p, "autoToolChoice", bool, True, path),
+        auto_tool_choice=_typed(p, "autoToolChoice", bool, ParsersSpec.auto_tool_choice, path),
         content_format=_choice(
-            _typed(p, "contentFormat", str, "string", path),
+            _typed(p, "contentFormat", str, ParsersSpec.content_format, path),
             CONTENT_FORMATS,
             f"{path}.contentFormat",
         ),
@@ -443,6 +493,7 @@ def _load_lora(lo: dict[str, Any]) -> LoraSpec:
     for i, raw in enumerate(_typed(lo, "adapters", list, [], path)):
         if not isinstance(raw, dict) or not raw.get("name") or not raw.get("source"):
             raise SpecError(f"{path}.adapters[{i}] needs a name and a source")
+        _known_fields(raw, f"{path}.adapters[]", f"{path}.adapters[{i}]")
         adapter = LoraAdapter(str(raw["name"]), str(raw["source"]))
         # The name becomes a path (/adapters/<name>) and a volume name: the CRD's pattern.
         if len(adapter.name) > MAX_ADAPTER_NAME_LENGTH or not ADAPTER_NAME_RE.match(adapter.name):
@@ -462,10 +513,10 @@ def _load_lora(lo: dict[str, Any]) -> LoraSpec:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SpecError(f"{path}.adapters: duplicate names {', '.join(duplicates)}")
-    max_rank = _typed(lo, "maxRank", int, 16, path)
+    max_rank = _typed(lo, "maxRank", int, LoraSpec.max_rank, path)
     if max_rank not in LORA_RANKS:
         raise SpecError(f"{path}.maxRank must be one of {', '.join(map(str, LORA_RANKS))}")
-    max_loras = _typed(lo, "maxLoras", int, 1, path)
+    max_loras = _typed(lo, "maxLoras", int, LoraSpec.max_loras, path)
     if max_loras < 1:
         raise SpecError(f"{path}.maxLoras must be at least 1")
     return LoraSpec(tuple(sorted(adapters, key=lambda a: a.name)), max_rank, max_loras)
@@ -486,17 +537,19 @@ def _load_engine(e: dict[str, Any]) -> EngineSpec:
             raise SpecError(f"{path}.env[{i}] needs a name")
         if var["name"] in RESERVED_ENV:
             raise SpecError(f"{path}.env: {var['name']} is set by smolserve")
-    utilization = _typed(e, "gpuMemoryUtilization", (int, float), 0.9, path)
+    utilization = _typed(
+        e, "gpuMemoryUtilization", (int, float), EngineSpec.gpu_memory_utilization, path
+    )
     if not 0 < utilization <= 1:
         raise SpecError(f"{path}.gpuMemoryUtilization must be in (0, 1]")
-    max_len = _typed(e, "maxModelLen", int, 8192, path)
+    max_len = _typed(e, "maxModelLen", int, EngineSpec.max_model_len, path)
     if max_len < 1:
         raise SpecError(f"{path}.maxModelLen must be positive")
     return EngineSpec(
-        image=_typed(e, "image", str, DEFAULT_IMAGE, path),
+        image=_typed(e, "image", str, EngineSpec.image, path),
         max_model_len=max_len,
         gpu_memory_utilization=float(utilization),
-        dtype=_choice(_typed(e, "dtype", str, "auto", path), DTYPES, f"{path}.dtype"),
+        dtype=_choice(_typed(e, "dtype", str, EngineSpec.dtype, path), DTYPES, f"{path}.dtype"),
         extra_args=tuple(extra),
         env=tuple(env),
     )
@@ -510,19 +563,19 @@ def _quantity(value: Any, path: str) -> str:
 
 def _load_resources(r: dict[str, Any]) -> ResourcesSpec:
     path = "spec.resources"
-    gpus = _typed(r, "gpus", int, 1, path)
+    gpus = _typed(r, "gpus", int, ResourcesSpec.gpus, path)
     if gpus < 0:
         raise SpecError(f"{path}.gpus must not be negative")
     return ResourcesSpec(
         gpus=gpus,
-        gpu_resource_name=_typed(r, "gpuResourceName", str, "nvidia.com/gpu", path),
-        cpu=_quantity(r.get("cpu", "4"), f"{path}.cpu"),
-        memory=_quantity(r.get("memory", "24Gi"), f"{path}.memory"),
+        gpu_resource_name=_typed(r, "gpuResourceName", str, ResourcesSpec.gpu_resource_name, path),
+        cpu=_quantity(r.get("cpu", ResourcesSpec.cpu), f"{path}.cpu"),
+        memory=_quantity(r.get("memory", ResourcesSpec.memory), f"{path}.memory"),
     )
 
 
 def _load_replicas(spec: dict[str, Any]) -> int:
-    replicas = _typed(spec, "replicas", int, 1, "spec")
+    replicas = _typed(spec, "replicas", int, SmolServeSpec.replicas, "spec")
     if replicas < 0:
         raise SpecError("spec.replicas must not be negative")
     return replicas
@@ -530,8 +583,10 @@ def _load_replicas(spec: dict[str, Any]) -> int:
 
 def _load_rollout(r: dict[str, Any]) -> RolloutSpec:
     path = "spec.rollout"
-    surge = _int_or_percent(r.get("maxSurge", 1), f"{path}.maxSurge")
-    unavailable = _int_or_percent(r.get("maxUnavailable", 0), f"{path}.maxUnavailable")
+    surge = _int_or_percent(r.get("maxSurge", RolloutSpec.max_surge), f"{path}.maxSurge")
+    unavailable = _int_or_percent(
+        r.get("maxUnavailable", RolloutSpec.max_unavailable), f"{path}.maxUnavailable"
+    )
     if _is_zero(surge) and _is_zero(unavailable):
         raise SpecError(f"{path}: maxSurge and maxUnavailable cannot both be 0")
     return RolloutSpec(surge, unavailable)
@@ -539,11 +594,11 @@ def _load_rollout(r: dict[str, Any]) -> RolloutSpec:
 
 def _load_service(s: dict[str, Any]) -> ServiceSpec:
     path = "spec.service"
-    port = _typed(s, "port", int, 8000, path)
+    port = _typed(s, "port", int, ServiceSpec.port, path)
     if not 1 <= port <= 65535:
         raise SpecError(f"{path}.port must be in 1..65535")
     return ServiceSpec(
-        type=_choice(_typed(s, "type", str, "ClusterIP", path), SERVICE_TYPES, f"{path}.type"),
+        type=_choice(_typed(s, "type", str, ServiceSpec.type, path), SERVICE_TYPES, f"{path}.type"),
         port=port,
         annotations=tuple(sorted(_typed(s, "annotations", dict, {}, path).items())),
     )

@@ -398,3 +398,23 @@ def test_load_spec_adapter_name_rule_matches_the_crd():
     name = adapters["items"]["properties"]["name"]
     assert name["pattern"] == code.ADAPTER_NAME_RE.pattern
     assert name["maxLength"] == code.MAX_ADAPTER_NAME_LENGTH
+
+
+# Objects whose items go verbatim into the pod spec: Kubernetes itself checks their fields.
+PASSED_THROUGH = {"spec.engine.env[]", "spec.tolerations[]"}
+
+
+def test_load_spec_knows_exactly_the_crd_fields():
+    from smolserve.spec import FIELDS
+
+    crd_objects = {
+        path: frozenset(node["properties"])
+        for path, node in walk(SCHEMA["properties"]["spec"], "spec")
+        if "properties" in node and path not in PASSED_THROUGH
+    }
+    assert crd_objects == FIELDS
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_good_objects_hold_no_field_load_spec_refuses(name):
+    load_spec(GOOD[name])  # without the API server's defaulting

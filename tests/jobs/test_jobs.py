@@ -232,10 +232,10 @@ def test_a_missing_tokenizer_fails_with_one_line(
 ):
     spec = load_spec(serve({"model": {"pvc": {"claimName": "models", "path": "tok"}}}, owner_uid))
     job = build_template_job(spec, CONFIG)
-    # 2: the input is wrong, 1: the work failed; either fails the Job's pod
-    assert play_kubelet(job, monkeypatch, {"/models/tok": tmp_path / "nothing-here"}) in (1, 2)
+    missing = tmp_path / "nothing-here"
+    assert play_kubelet(job, monkeypatch, {"/models/tok": missing}) == 2  # the input is wrong
     message = termination_log.read_text()
-    assert message and "\n" not in message
+    assert message == f"cannot load tokenizer from {missing}: no such directory"
     assert configmaps(cluster) == []
 
 
@@ -251,6 +251,23 @@ def test_publish_is_idempotent_and_refuses_a_different_text(cluster, owner_uid):
     tampered = {**body, "data": {"chat_template.jinja": "B"}}
     with pytest.raises(SmolserveError, match="exists with different content"):
         publish_configmap(api, tampered)
+
+
+def test_publishing_the_same_text_for_new_inputs_moves_the_inputs_label(cluster, owner_uid):
+    """A new model revision can yield the same template: the operator finds it by the label."""
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
+    first, second = "1" * 64, "2" * 64
+    for inputs in (first, second):
+        body = build_template_configmap(
+            serve="smol", namespace="default", owner_uid=owner_uid, text="A", inputs_hash=inputs
+        )
+        assert publish_configmap(api, body) == body["metadata"]["name"]
+    (cm,) = configmaps(cluster)
+    assert cm["metadata"]["labels"][labels.INPUTS_HASH] == second[:8]
+    assert cm["metadata"]["annotations"][labels.INPUTS_HASH] == second
+    assert cm["data"] == {"chat_template.jinja": "A"} and cm["immutable"] is True
 
 
 # --- fetch-adapters ------------------------------------------------------------------------------

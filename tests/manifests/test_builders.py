@@ -459,7 +459,7 @@ def test_template_rbac_is_least_privilege():
     sa, role, binding = build_template_rbac(spec_of())
     assert (sa["kind"], role["kind"], binding["kind"]) == ("ServiceAccount", "Role", "RoleBinding")
     assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create"]}
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]}
     ]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",

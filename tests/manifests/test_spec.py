@@ -78,6 +78,16 @@ BAD = {
     "pvc without claim": ({"model": {"pvc": {}}}, "spec.model.pvc.claimName"),
     "secret without name": ({"model": {"tokenSecretRef": {}}}, "tokenSecretRef.name"),
     "cpu as list": ({"resources": {"cpu": [1]}}, "spec.resources.cpu"),
+    "misspelt section": ({"parser": {}}, "spec: unknown field 'parser' (known: affinity,"),
+    "misspelt field": ({"parsers": {"reasonning": "qwen3"}}, "spec.parsers: unknown field"),
+    "misspelt nested field": (
+        {"model": {"pvc": {"claimName": "m", "subPath": "x"}}},
+        "spec.model.pvc: unknown field 'subPath'",
+    ),
+    "misspelt adapter field": (
+        {"lora": {"adapters": [{"name": "a", "source": "hf://o/r@1", "rank": 8}]}},
+        "spec.lora.adapters[0]: unknown field 'rank'",
+    ),
 }
 
 

@@ -303,6 +303,18 @@ def test_verify_and_render_bad_input(tmp_path, capsys, testkit_tokenizer_dir) ->
         str(bad_json),
     )
     assert code == 2 and "is not JSON" in one_line_error(err)
+    roleless = _write(tmp_path / "r.json", '[{"role": "user", "content": "x"}, {"content": "y"}]')
+    code, _, err = run(
+        capsys,
+        "render",
+        "--template",
+        str(testkit_tokenizer_dir / "chat_template.jinja"),
+        "--tokenizer",
+        tok,
+        "--messages",
+        str(roleless),
+    )
+    assert code == 2 and "message 2 must be an object with a role" in one_line_error(err)
     broken = _write(tmp_path / "t.jinja", "{{ raise_exception('nope') }}")
     good = _write(tmp_path / "ok.json", '[{"role": "user", "content": "x"}]')
     code, _, err = run(

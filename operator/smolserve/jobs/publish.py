@@ -1,7 +1,8 @@
 """``job publish-template``: take or generate a chat template, verify it, publish its ConfigMap.
 
 The ConfigMap is immutable and content-addressed (``<serve>-chat-template-<sha8>``), so
-publishing is idempotent: if it already exists with the same text, there is nothing to do.
+publishing is idempotent: if it already exists with the same text, only its inputs-hash label
+is moved to this Job's inputs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smolserve import labels
 from smolserve.errors import SmolserveError, UsageError
 from smolserve.manifests.template import build_template_configmap
 from smolserve.template.files import read_text
@@ -99,7 +101,39 @@ def publish_configmap(api: Any, body: dict[str, Any]) -> str:
     if (existing.data or {}) != body["data"]:
         raise SmolserveError(f"ConfigMap {namespace}/{name} exists with different content")
     _log(f"ConfigMap {namespace}/{name} already exists with this template")
+    _claim_for_inputs(api, existing, body)
     return name
+
+
+def _claim_for_inputs(api: Any, existing: Any, body: dict[str, Any]) -> None:
+    """Point an existing ConfigMap's inputs-hash label and annotation at this Job's inputs.
+
+    New inputs can yield a template already published (a new model revision, same tokenizer):
+    the operator finds the template for its current inputs by that label, so the label moves
+    to them. Only metadata changes, which an immutable ConfigMap allows.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    wanted = body["metadata"]["annotations"][labels.INPUTS_HASH]
+    if (existing.metadata.annotations or {}).get(labels.INPUTS_HASH) == wanted:
+        return
+    patch = {
+        "metadata": {
+            "labels": {labels.INPUTS_HASH: body["metadata"]["labels"][labels.INPUTS_HASH]},
+            "annotations": {labels.INPUTS_HASH: wanted},
+        }
+    }
+    try:
+        api.patch_namespaced_config_map(
+            name, namespace, patch, _content_type="application/merge-patch+json"
+        )
+    except ApiException as exc:
+        raise SmolserveError(
+            f"cannot relabel ConfigMap {namespace}/{name} for these inputs: "
+            f"{exc.status} {exc.reason}"
+        ) from exc
+    _log(f"ConfigMap {namespace}/{name} now serves inputs {wanted[:8]}")
 
 
 def publish_template(request: PublishRequest, api: Any) -> str:

@@ -234,7 +234,7 @@ def build_template_job(
 
 
 def build_template_rbac(spec: SmolServeSpec) -> list[dict[str, Any]]:
-    """ServiceAccount, Role (configmaps get/create, this namespace only) and RoleBinding."""
+    """ServiceAccount, Role (configmaps get/create/patch, this namespace only) and RoleBinding."""
     name = template_rbac_name(spec.name)
     sa = {
         "apiVersion": "v1",
@@ -245,7 +245,10 @@ def build_template_rbac(spec: SmolServeSpec) -> list[dict[str, Any]]:
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": child_metadata(spec, name, TEMPLATE),
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create"]}],
+        # patch: to move an existing ConfigMap's inputs-hash label to new inputs (same text).
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]}
+        ],
     }
     subject: dict[str, Any] = {"kind": "ServiceAccount", "name": name}
     if spec.namespace:

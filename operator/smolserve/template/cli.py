@@ -129,6 +129,11 @@ def _render(args: argparse.Namespace) -> int:
     messages = read_json(args.messages, "messages file")
     if not isinstance(messages, list) or not messages:
         raise UsageError(f"messages file {args.messages} must hold a non-empty JSON list")
+    for number, message in enumerate(messages, start=1):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise UsageError(
+                f"messages file {args.messages}: message {number} must be an object with a role"
+            )
     tools = read_json(args.tools, "tools file") if args.tools else None
     if tools is not None and not isinstance(tools, list):
         raise UsageError(f"tools file {args.tools} must hold a JSON list")
