@@ -19,5 +19,10 @@ MANAGER = "smolserve-operator"
 # Project labels and annotations.
 SERVE = f"{GROUP}/serve"  # label: the SmolServe's name, on every child
 INPUTS_HASH = f"{GROUP}/inputs-hash"  # label: hash of a template Job's inputs
+# Annotation on template ConfigMaps: every inputs hash (8 hex, oldest first) that published
+# this exact text, so a revert to any of them reuses the ConfigMap without a new Job.
+INPUTS_HISTORY = f"{GROUP}/inputs-history"
 TEMPLATE_HASH = f"{GROUP}/template-hash"  # label on template ConfigMaps; pod-template annotation
-PARSERS_HASH = f"{GROUP}/parsers-hash"  # pod-template annotation: hash of the parser plugin ConfigMap
+PARSERS_HASH = (
+    f"{GROUP}/parsers-hash"  # pod-template annotation: hash of the parser plugin ConfigMap
+)

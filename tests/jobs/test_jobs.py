@@ -254,12 +254,13 @@ def test_publish_is_idempotent_and_refuses_a_different_text(cluster, owner_uid):
 
 
 def test_publishing_the_same_text_for_new_inputs_moves_the_inputs_label(cluster, owner_uid):
-    """A new model revision can yield the same template: the operator finds it by the label."""
+    """A new model revision can yield the same template: the operator finds it by the label,
+    and a revert finds it by the history, which keeps every inputs hash once, oldest first."""
     from kubernetes import client, config
 
     api = client.CoreV1Api(config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
     first, second = "1" * 64, "2" * 64
-    for inputs in (first, second):
+    for inputs in (first, second, first, second):
         body = build_template_configmap(
             serve="smol", namespace="default", owner_uid=owner_uid, text="A", inputs_hash=inputs
         )
@@ -267,6 +268,7 @@ def test_publishing_the_same_text_for_new_inputs_moves_the_inputs_label(cluster,
     (cm,) = configmaps(cluster)
     assert cm["metadata"]["labels"][labels.INPUTS_HASH] == second[:8]
     assert cm["metadata"]["annotations"][labels.INPUTS_HASH] == second
+    assert cm["metadata"]["annotations"][labels.INPUTS_HISTORY] == f"{first[:8]} {second[:8]}"
     assert cm["data"] == {"chat_template.jinja": "A"} and cm["immutable"] is True
 
 

@@ -605,3 +605,23 @@ def test_builders_do_not_mutate_or_share_state():
 def test_operator_config_from_env():
     assert OperatorConfig.from_env({"SMOLSERVE_TEMPLATE_JOB_IMAGE": "x/y:1"}).job_image == "x/y:1"
     assert OperatorConfig.from_env({}).job_image.startswith("ghcr.io/smolserve/template-job:")
+
+
+def test_inputs_history_keeps_each_hash_once_newest_last_and_bounded():
+    from smolserve.manifests.template import (
+        INPUTS_HISTORY_LIMIT,
+        published_inputs,
+        with_published_inputs,
+    )
+
+    history: list[str] = []
+    for i in [*range(INPUTS_HISTORY_LIMIT + 3), 5]:
+        history = with_published_inputs(history, f"{i:08x}")
+    assert len(history) == INPUTS_HISTORY_LIMIT
+    assert history[-1] == f"{5:08x}" and history.count(f"{5:08x}") == 1
+    assert f"{0:08x}" not in history  # the oldest fell off
+    # The label counts as published even when the history annotation predates it.
+    assert published_inputs({labels.INPUTS_HASH: "aaaaaaaa"}, None) == ["aaaaaaaa"]
+    assert published_inputs(
+        {labels.INPUTS_HASH: "bbbbbbbb"}, {labels.INPUTS_HISTORY: "aaaaaaaa bbbbbbbb"}
+    ) == ["aaaaaaaa", "bbbbbbbb"]

@@ -375,19 +375,31 @@ def test_a_rollout_restart_is_left_alone(world: World) -> None:
     assert stamp.items() <= annotations.items()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="publish-template leaves an existing ConfigMap's inputs-hash label as it was, so new "
-    "inputs that yield the same text never look ready (report: relabel it in publish_configmap)",
-)
 def test_new_inputs_with_the_same_template_text_reuse_its_configmap(world: World) -> None:
     world.create()
     cm = world.run_template()
     world.ready()
     jobs = {j["metadata"]["name"] for j in world.children("jobs", "batch")}
-    world.patch_spec({"model": {"revision": "v2"}})  # new inputs, same tokenizer: same text
+    text = cm["data"]["chat_template.jinja"]
+    # New inputs (the same text, given inline) publish the same ConfigMap: it is reused.
+    world.patch_spec({"template": {"source": "inline", "inline": text}})
     job = world.wait_job(not_in=jobs)
     assert world.kubelet.run_job(job)[0] == 0
     ready = lambda: world.condition("TemplateReady").get("status") == "True"  # noqa: E731
     wait_for(ready, timeout=5, what="ready again")
+    assert mounted(world.deployment()) == cm["metadata"]["name"]
+    assert [t["metadata"]["name"] for t in world.templates()] == [cm["metadata"]["name"]]
+
+    # Reverting to the first inputs finds the ConfigMap by its inputs history: no new Job.
+    posts_before = [w for w in world.writes() if w[0] == "POST" and w[1].endswith("/jobs")]
+    world.patch_spec({"template": {"source": "generate", "inline": None}})
+
+    def caught_up() -> bool:
+        serve = world.serve()
+        return serve["status"].get("observedGeneration") == serve["metadata"]["generation"]
+
+    wait_for(lambda: caught_up() and ready(), timeout=5, what="ready after the revert")
+    settle(world)
+    posts_after = [w for w in world.writes() if w[0] == "POST" and w[1].endswith("/jobs")]
+    assert posts_after == posts_before
     assert mounted(world.deployment()) == cm["metadata"]["name"]

@@ -15,7 +15,11 @@ from typing import Any
 
 from smolserve import labels
 from smolserve.errors import SmolserveError, UsageError
-from smolserve.manifests.template import build_template_configmap
+from smolserve.manifests.template import (
+    build_template_configmap,
+    published_inputs,
+    with_published_inputs,
+)
 from smolserve.template.files import read_text
 
 
@@ -106,22 +110,27 @@ def publish_configmap(api: Any, body: dict[str, Any]) -> str:
 
 
 def _claim_for_inputs(api: Any, existing: Any, body: dict[str, Any]) -> None:
-    """Point an existing ConfigMap's inputs-hash label and annotation at this Job's inputs.
+    """Record this Job's inputs on an existing ConfigMap with the same template.
 
     New inputs can yield a template already published (a new model revision, same tokenizer):
-    the operator finds the template for its current inputs by that label, so the label moves
-    to them. Only metadata changes, which an immutable ConfigMap allows.
+    the operator finds the template for its current inputs by the inputs-hash label and the
+    inputs-history annotation, so the label moves to these inputs and the history keeps the
+    earlier ones (a revert to them still reuses this ConfigMap with no Job). Only metadata
+    changes, which an immutable ConfigMap allows.
     """
     from kubernetes.client.exceptions import ApiException
 
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     wanted = body["metadata"]["annotations"][labels.INPUTS_HASH]
-    if (existing.metadata.annotations or {}).get(labels.INPUTS_HASH) == wanted:
+    short = body["metadata"]["labels"][labels.INPUTS_HASH]
+    meta = existing.metadata
+    if (meta.annotations or {}).get(labels.INPUTS_HASH) == wanted:
         return
+    history = with_published_inputs(published_inputs(meta.labels, meta.annotations), short)
     patch = {
         "metadata": {
-            "labels": {labels.INPUTS_HASH: body["metadata"]["labels"][labels.INPUTS_HASH]},
-            "annotations": {labels.INPUTS_HASH: wanted},
+            "labels": {labels.INPUTS_HASH: short},
+            "annotations": {labels.INPUTS_HASH: wanted, labels.INPUTS_HISTORY: " ".join(history)},
         }
     }
     try:

@@ -8,6 +8,7 @@ new Job; a new template → a new ConfigMap name → the Deployment's pods roll.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from smolserve import labels
@@ -31,6 +32,8 @@ from smolserve.manifests.common import (
 from smolserve.spec import SmolServeSpec
 
 JOB_UID = 65532  # the template-job image's non-root user
+# How many inputs hashes a template ConfigMap remembers (annotation size stays tiny).
+INPUTS_HISTORY_LIMIT = 16
 # Variants chosen for their known defects (to compare against): published even when they fail
 # verification, with the report in the Job's log. (seed passes when judged by its own
 # generation prompts, which publish-template does.)
@@ -81,6 +84,20 @@ def template_configmap_name(serve: str, template_sha256: str) -> str:
     return f"{serve}-chat-template-{template_sha256[:8]}"
 
 
+def published_inputs(
+    labels_: Mapping[str, str] | None, annotations: Mapping[str, str] | None
+) -> list[str]:
+    """The inputs hashes (8 hex, oldest first) a template ConfigMap was published for."""
+    history = (annotations or {}).get(labels.INPUTS_HISTORY, "").split()
+    current = (labels_ or {}).get(labels.INPUTS_HASH)
+    return [*history, current] if current and current not in history else history
+
+
+def with_published_inputs(history: list[str], inputs_hash: str) -> list[str]:
+    """``history`` with ``inputs_hash`` (8 hex) last, bounded to ``INPUTS_HISTORY_LIMIT``."""
+    return [*(h for h in history if h != inputs_hash), inputs_hash][-INPUTS_HISTORY_LIMIT:]
+
+
 def build_template_configmap(
     *, serve: str, namespace: str | None, owner_uid: str | None, text: str, inputs_hash: str
 ) -> dict[str, Any]:
@@ -96,7 +113,11 @@ def build_template_configmap(
             template_configmap_name(serve, sha),
             TEMPLATE,
             extra_labels={labels.INPUTS_HASH: inputs_hash[:8], labels.TEMPLATE_HASH: sha[:8]},
-            annotations={TEMPLATE_SHA256_ANNOTATION: sha, labels.INPUTS_HASH: inputs_hash},
+            annotations={
+                TEMPLATE_SHA256_ANNOTATION: sha,
+                labels.INPUTS_HASH: inputs_hash,
+                labels.INPUTS_HISTORY: inputs_hash[:8],
+            },
         ),
         "immutable": True,
         "data": {TEMPLATE_KEY: text},

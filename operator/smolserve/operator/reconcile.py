@@ -6,8 +6,9 @@ is already right) and the Events to post. The I/O shell in ``handlers`` gathers 
 and carries the plan out.
 
 Template rules:
-- the template for the current inputs is ready when a ConfigMap labelled with the inputs hash
-  exists (made by that inputs' Job, or kept from before: a revert reuses it with no Job);
+- the template for the current inputs is ready when a ConfigMap published for that inputs hash
+  exists (label or inputs-history annotation; made by that inputs' Job, or kept from before:
+  a revert reuses it with no Job);
 - otherwise a Job for these inputs is created (one name per inputs hash: never twice);
 - the Deployment is created or changed only with a ready template; while none is ready, the
   live Deployment stays exactly as it is (a failed Job rolls nothing);
@@ -34,6 +35,7 @@ from smolserve.manifests import (
     uses_parser_plugin,
 )
 from smolserve.manifests.common import TEMPLATE
+from smolserve.manifests.template import published_inputs
 from smolserve.operator import status as st
 from smolserve.operator.apply import merge_patch_for, with_last_applied
 from smolserve.operator.kube import Ref
@@ -70,6 +72,11 @@ class Plan:
 
 def _of_kind(children: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [c for c in children if c.get("kind") == kind]
+
+
+def _published_inputs(obj: dict[str, Any]) -> list[str]:
+    meta = obj.get("metadata", {})
+    return published_inputs(meta.get("labels"), meta.get("annotations"))
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
@@ -178,7 +185,7 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         degraded = st.Condition(st.DEGRADED, True, st.SOURCE_CONFIGMAP_MISSING, message)
     else:
         inputs = template_inputs_hash(spec, config, source_sha256=observed.source_sha256)
-        matching = [c for c in templates if _labels(c).get(labels.INPUTS_HASH) == inputs[:8]]
+        matching = [c for c in templates if inputs[:8] in _published_inputs(c)]
         ready = matching[-1] if matching else None
         job = _named(jobs, template_job_name(spec, inputs))
         if ready is not None:
