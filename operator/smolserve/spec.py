@@ -114,7 +114,7 @@ class TemplateSpec:
 @dataclass(frozen=True)
 class ParsersSpec:
     tool_call: str = "hermes"
-    reasoning: str = "deepseek_r1"
+    reasoning: str = "smollm3"
     auto_tool_choice: bool = True
     content_format: str = "string"
 

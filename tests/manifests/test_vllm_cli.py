@@ -80,5 +80,5 @@ def test_full_arguments_parse_as_intended(parse, template):
 
 def test_default_arguments_parse(parse, template):
     args = parse(vllm_args(load_spec({"metadata": {"name": "smol"}})), template)
-    assert args.reasoning_parser == "deepseek_r1"
+    assert args.reasoning_parser == "smollm3"
     assert not args.enable_lora and args.default_chat_template_kwargs is None

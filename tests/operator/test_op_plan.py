@@ -60,7 +60,7 @@ def converge(body: dict[str, Any], children: list[dict[str, Any]]) -> tuple[Plan
 def test_without_a_template_a_job_is_created_and_no_deployment() -> None:
     result = plan(Observed(serve(), []), CONFIG, NOW)
     kinds = [o["kind"] for o in result.create]
-    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Job", "Service"]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job", "Service"]
     assert result.status["conditions"][0]["reason"] == st.TEMPLATE_JOB_RUNNING
     assert result.status["phase"] == st.PENDING
 
