@@ -1,9 +1,11 @@
 # Chart and image chores. Tests run with `bash .ci/run`.
 .PHONY: sync-crds images push-images chart-lint
 
-# crds/ is the single source of truth; the chart carries a copy (tests/chart checks they match).
+# The CRD lives in the package (operator/smolserve/crd/, read by load_spec at run time); crds/ and
+# the chart carry copies (tests/chart checks they match).
 sync-crds:
-	cp crds/smolserve.yaml charts/smol/crds/smolserve.yaml
+	cp operator/smolserve/crd/smolserve.yaml crds/smolserve.yaml
+	cp operator/smolserve/crd/smolserve.yaml charts/smol/crds/smolserve.yaml
 
 # Build every image, tagged with the chart's appVersion.
 images:

@@ -1,68 +1,42 @@
 """A SmolServe's spec as typed, defaulted, checked data.
 
-The CRD (``crds/smolserve.yaml``) is the authority on field names, defaults and rules. The API
-server applies them, but the Kubernetes emulator used in tests and ``smolserve render`` see
-objects that were never defaulted or validated, so ``load_spec`` applies the same defaults and
-re-checks the types, enums and CEL cross-field rules the operator relies on (tests derive the
-CRD's defaults and enums from the file and compare). ``SmolServeSpec.to_dict`` gives the spec
-back in the CRD's camelCase shape, with every default filled in.
+The CRD (``smolserve/crd/smolserve.yaml``, package data; ``crds/`` and the chart carry copies)
+is the only statement of field names, types, enums, bounds and defaults. The API server applies
+them, but the Kubernetes emulator used in tests and ``smolserve render`` see objects that were
+never defaulted or validated, so ``load_spec`` does what the server does with the same schema:
+it applies the schema's defaults, validates the result (openapi-schema-validator), and checks
+the CRD's CEL cross-field rules, which only a real API server evaluates, in code.
+``SmolServeSpec.to_dict`` gives the spec back in the CRD's camelCase shape, every default filled in.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
+import yaml
+
 from smolserve.errors import UsageError
-from smolserve.template.generate import VARIANTS as TEMPLATE_VARIANTS
 
-DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM3-3B"
-DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
-
-TEMPLATE_SOURCES = ("generate", "configMap", "inline")
-REASONING_PARSERS = ("deepseek_r1", "qwen3", "smollm3", "none")
-CONTENT_FORMATS = ("string", "openai")
-THINKING_MODES = ("think", "noThink")
-LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
+CRD_RESOURCE = ("crd", "smolserve.yaml")
 
 # The longest SmolServe name whose children's names stay valid: the template Job
 # `<name>-template-<hash8>` must fit a 63-character label value (job-name label).
 MAX_NAME_LENGTH = 45
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-MAX_ADAPTER_NAME_LENGTH = 50
-
-# The fields of each object load_spec reads, as the CRD names them (a test compares them with the
-# CRD). The API server prunes anything else; render and the emulator would silently ignore a
-# misspelt field, so load_spec refuses it instead.
-FIELDS: dict[str, frozenset[str]] = {
-    path: frozenset(names.split())
-    for path, names in {
-        "spec": "model servedModelName template parsers thinking lora engine resources "
-        "nodeSelector tolerations affinity runtimeClassName replicas rollout service",
-        "spec.model": "id revision pvc tokenSecretRef",
-        "spec.model.pvc": "claimName path",
-        "spec.model.tokenSecretRef": "name key",
-        "spec.template": "source variant closeSystemTurn configMapRef inline",
-        "spec.template.configMapRef": "name key",
-        "spec.parsers": "toolCall reasoning autoToolChoice contentFormat",
-        "spec.thinking": "default",
-        "spec.lora": "adapters maxRank maxLoras",
-        "spec.lora.adapters[]": "name source",
-        "spec.engine": "image maxModelLen gpuMemoryUtilization dtype extraArgs env",
-        "spec.resources": "gpus gpuResourceName cpu memory",
-        "spec.rollout": "maxSurge maxUnavailable",
-        "spec.service": "type port annotations",
-    }.items()
-}
-ADAPTER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Flags the builders own; overriding them in extraArgs would break the wiring to the mounts,
 # the probes and the Service.
 RESERVED_ARGS = ("--model", "--chat-template", "--host", "--port", "--served-model-name")
 # Environment variables the builders set on the vLLM container.
 RESERVED_ENV = ("HF_TOKEN", "HOME", "HF_HOME")
+# The CRD cannot default a field for one source only: these apply with source generate.
+GENERATE_DEFAULTS = {"variant": "fixed", "closeSystemTurn": True}
+# An error message quoting a value longer than this is replaced by the rule it breaks.
+_MAX_MESSAGE = 200
 
 _HF_SOURCE_RE = re.compile(
     r"^hf://(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)@(?P<revision>[A-Za-z0-9._/-]+)$"
@@ -76,47 +50,71 @@ class SpecError(UsageError):
     """A SmolServe the operator cannot act on; the message says which field and why."""
 
 
+@functools.cache
+def crd() -> dict[str, Any]:
+    """The SmolServe CustomResourceDefinition, read from the package."""
+    text = resources.files("smolserve").joinpath(*CRD_RESOURCE).read_text(encoding="utf-8")
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def crd_schema() -> dict[str, Any]:
+    """The CRD's ``openAPIV3Schema``."""
+    (version,) = crd()["spec"]["versions"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def _spec_schema() -> dict[str, Any]:
+    return crd_schema()["properties"]["spec"]
+
+
+_ADAPTER_NAME = _spec_schema()["properties"]["lora"]["properties"]["adapters"]["items"][
+    "properties"
+]["name"]
+ADAPTER_NAME_RE = re.compile(_ADAPTER_NAME["pattern"])
+MAX_ADAPTER_NAME_LENGTH: int = _ADAPTER_NAME["maxLength"]
+
+
 @dataclass(frozen=True)
 class SecretKeyRef:
     name: str
-    key: str = "token"
+    key: str
 
 
 @dataclass(frozen=True)
 class PvcRef:
     claim_name: str
-    path: str = ""
+    path: str
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    id: str = DEFAULT_MODEL_ID
-    revision: str | None = None
-    pvc: PvcRef | None = None
-    token_secret_ref: SecretKeyRef | None = None
+    id: str
+    revision: str | None
+    pvc: PvcRef | None
+    token_secret_ref: SecretKeyRef | None
 
 
 @dataclass(frozen=True)
 class ConfigMapKeyRef:
     name: str
-    key: str = "chat_template.jinja"
+    key: str
 
 
 @dataclass(frozen=True)
 class TemplateSpec:
-    source: str = "generate"
-    variant: str | None = "fixed"  # set only for source: generate
-    close_system_turn: bool | None = True  # set only for source: generate
-    config_map_ref: ConfigMapKeyRef | None = None
-    inline: str | None = None
+    source: str
+    variant: str | None  # set only for source: generate
+    close_system_turn: bool | None  # set only for source: generate
+    config_map_ref: ConfigMapKeyRef | None
+    inline: str | None
 
 
 @dataclass(frozen=True)
 class ParsersSpec:
-    tool_call: str = "hermes"
-    reasoning: str = "smollm3"
-    auto_tool_choice: bool = True
-    content_format: str = "string"
+    tool_call: str
+    reasoning: str
+    auto_tool_choice: bool
+    content_format: str
 
 
 @dataclass(frozen=True)
@@ -148,9 +146,9 @@ class LoraAdapter:
 
 @dataclass(frozen=True)
 class LoraSpec:
-    adapters: tuple[LoraAdapter, ...] = ()  # sorted by name
-    max_rank: int = 16
-    max_loras: int = 1
+    adapters: tuple[LoraAdapter, ...]  # sorted by name
+    max_rank: int
+    max_loras: int
 
     @property
     def enabled(self) -> bool:
@@ -159,33 +157,33 @@ class LoraSpec:
 
 @dataclass(frozen=True)
 class EngineSpec:
-    image: str = DEFAULT_IMAGE
-    max_model_len: int = 8192
-    gpu_memory_utilization: float = 0.9
-    dtype: str = "auto"
-    extra_args: tuple[str, ...] = ()
-    env: tuple[dict[str, Any], ...] = ()
+    image: str
+    max_model_len: int
+    gpu_memory_utilization: float
+    dtype: str
+    extra_args: tuple[str, ...]
+    env: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True)
 class ResourcesSpec:
-    gpus: int = 1
-    gpu_resource_name: str = "nvidia.com/gpu"
-    cpu: str = "4"
-    memory: str = "24Gi"
+    gpus: int
+    gpu_resource_name: str
+    cpu: str
+    memory: str
 
 
 @dataclass(frozen=True)
 class RolloutSpec:
-    max_surge: int | str = 1
-    max_unavailable: int | str = 0
+    max_surge: int | str
+    max_unavailable: int | str
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    type: str = "ClusterIP"
-    port: int = 8000
-    annotations: tuple[tuple[str, str], ...] = ()
+    type: str
+    port: int
+    annotations: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -193,23 +191,23 @@ class SmolServeSpec:
     """A SmolServe with defaults applied. ``name``/``namespace``/``uid`` identify the owner."""
 
     name: str
-    namespace: str | None = None
-    uid: str | None = None
-    model: ModelSpec = field(default_factory=ModelSpec)
-    served_model_name: str = "smollm3"
-    template: TemplateSpec = field(default_factory=TemplateSpec)
-    parsers: ParsersSpec = field(default_factory=ParsersSpec)
-    thinking_default: str = "think"
-    lora: LoraSpec = field(default_factory=LoraSpec)
-    engine: EngineSpec = field(default_factory=EngineSpec)
-    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
-    node_selector: tuple[tuple[str, str], ...] = ()
-    tolerations: tuple[dict[str, Any], ...] = ()
-    affinity: dict[str, Any] | None = None
-    runtime_class_name: str | None = None
-    replicas: int = 1
-    rollout: RolloutSpec = field(default_factory=RolloutSpec)
-    service: ServiceSpec = field(default_factory=ServiceSpec)
+    namespace: str | None
+    uid: str | None
+    model: ModelSpec
+    served_model_name: str
+    template: TemplateSpec
+    parsers: ParsersSpec
+    thinking_default: str
+    lora: LoraSpec
+    engine: EngineSpec
+    resources: ResourcesSpec
+    node_selector: tuple[tuple[str, str], ...]
+    tolerations: tuple[dict[str, Any], ...]
+    affinity: dict[str, Any] | None
+    runtime_class_name: str | None
+    replicas: int
+    rollout: RolloutSpec
+    service: ServiceSpec
 
     def to_dict(self) -> dict[str, Any]:
         """The spec in the CRD's shape (camelCase), every default filled in."""
@@ -281,83 +279,175 @@ class SmolServeSpec:
         return out
 
 
-def _known_fields(obj: dict[str, Any], path: str, shown: str | None = None) -> dict[str, Any]:
-    """``obj`` if it holds only the fields ``FIELDS[path]`` names; ``SpecError`` otherwise."""
-    unknown = sorted(set(obj) - FIELDS[path])
-    if unknown:
-        raise SpecError(
-            f"{shown or path}: unknown field {unknown[0]!r} "
-            f"(known: {', '.join(sorted(FIELDS[path]))})"
-        )
-    return obj
+# --- what the API server does with the schema ---------------------------------------------------
 
 
-def _section(spec: dict[str, Any], key: str) -> dict[str, Any]:
-    value = spec.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise SpecError(f"spec.{key} must be an object, got {type(value).__name__}")
-    return _known_fields(value, f"spec.{key}")
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """A copy of ``value`` with the schema's ``default``s applied as the API server applies them.
 
-
-def _typed(
-    section: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, path: str
-):
-    value = section.get(key, default)
-    if value is None:
-        return default
-    # bool is an int subclass: never accept it where a number is meant.
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise SpecError(f"{path}.{key} must be {_kind_name(kind)}, got a boolean")
-    if not isinstance(value, kind):
-        raise SpecError(f"{path}.{key} must be {_kind_name(kind)}, got {type(value).__name__}")
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "a boolean",
-        list: "a list",
-        dict: "an object",
-    }
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _choice(value: str, allowed: tuple[str, ...], path: str) -> str:
-    if value not in allowed:
-        raise SpecError(f"{path} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
-
-
-def _int_or_percent(value: Any, path: str) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise SpecError(f"{path} must be an integer or a percentage like '25%'")
-    if isinstance(value, str) and not re.fullmatch(r"[0-9]+%", value):
-        raise SpecError(f"{path} must be an integer or a percentage like '25%'; got {value!r}")
-    if isinstance(value, int) and value < 0:
-        raise SpecError(f"{path} must not be negative")
-    return value
-
-
-def _is_zero(value: int | str) -> bool:
-    return value == 0 or (isinstance(value, str) and int(value.rstrip("%")) == 0)
-
-
-def load_spec(obj: dict[str, Any]) -> SmolServeSpec:
-    """Read a SmolServe object (dict, as the API returns it) into a defaulted ``SmolServeSpec``.
-
-    Raises ``SpecError`` with one line naming the field for anything the operator cannot act
-    on, including the cross-field rules the CRD also checks with CEL (the emulator and
-    ``smolserve render`` never ran them).
+    An absent field gets its default; then the fields of every object that exists (given or
+    defaulted) get theirs, so a parent's ``default: {}`` is filled in. Like the server, null
+    fields are dropped first (no field of this CRD is nullable).
     """
-    if not isinstance(obj, dict):
-        raise SpecError("a SmolServe must be a mapping")
-    meta = {} if obj.get("metadata") is None else obj["metadata"]
+    value = copy.deepcopy(value)
+    _default(schema, value)
+    return value
+
+
+def _default(node: dict[str, Any], value: Any) -> None:
+    if isinstance(value, dict):
+        for key in [k for k, v in value.items() if v is None]:
+            del value[key]
+        for name, child in (node.get("properties") or {}).items():
+            if name not in value and "default" in child:
+                value[name] = copy.deepcopy(child["default"])
+            if name in value:
+                _default(child, value[name])
+        if isinstance(node.get("additionalProperties"), dict):
+            for item in value.values():
+                _default(node["additionalProperties"], item)
+    elif isinstance(value, list) and isinstance(node.get("items"), dict):
+        for item in value:
+            _default(node["items"], item)
+
+
+def openapi_schema(node: dict[str, Any], *, closed: bool) -> dict[str, Any]:
+    """The CRD schema as plain OpenAPI 3.0, for openapi-schema-validator.
+
+    Kubernetes extensions are dropped (an object that preserves unknown fields gets
+    ``additionalProperties: true``). With ``closed``, every other object with ``properties``
+    refuses fields it does not name: the API server would prune them, ``load_spec`` refuses
+    them so that a misspelt field is not silently ignored.
+    """
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-"):
+            continue
+        if key == "properties":
+            value = {name: openapi_schema(child, closed=closed) for name, child in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            value = openapi_schema(value, closed=closed)
+        elif key == "anyOf":
+            value = [openapi_schema(child, closed=closed) for child in value]
+        out[key] = value
+    if node.get("x-kubernetes-preserve-unknown-fields") and node.get("type") == "object":
+        out.setdefault("additionalProperties", True)
+    elif closed and "properties" in node:
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+@functools.cache
+def _validator() -> Any:
+    from openapi_schema_validator import OAS30Validator
+
+    return OAS30Validator(openapi_schema(_spec_schema(), closed=True))
+
+
+def _schema_error(spec: dict[str, Any]) -> str | None:
+    """One line naming the field for the most relevant schema violation, or ``None``."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(spec))
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        known = error.schema.get("properties") or {}
+        unknown = sorted(set(error.instance) - set(known))
+        return f"spec{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})"
+    message = error.message
+    if len(message) > _MAX_MESSAGE or "\n" in message:
+        message = f"breaks {error.validator}: {error.validator_value!r}"
+    return f"spec{where}: {message}"
+
+
+# --- the CRD's CEL rules (x-kubernetes-validations), each with the CRD's message -------------
+
+
+def _model_rules(m: dict[str, Any]) -> list[str]:
+    if "pvc" in m and "revision" in m:
+        return ["spec.model: revision applies to hub downloads; with pvc, leave it unset"]
+    return []
+
+
+def _template_rules(t: dict[str, Any]) -> list[str]:
+    path, source, failed = "spec.template", t["source"], []
+    if (source == "configMap") != ("configMapRef" in t):
+        failed.append(f"{path}: configMapRef is required with, and only with, source configMap")
+    inline_ok = bool(t.get("inline")) if source == "inline" else "inline" not in t
+    if not inline_ok:
+        failed.append(f"{path}: a non-empty inline is required with, and only with, source inline")
+    if source != "generate" and ("variant" in t or "closeSystemTurn" in t):
+        failed.append(f"{path}: variant and closeSystemTurn apply only to source generate")
+    return failed
+
+
+def _parsers_rules(p: dict[str, Any]) -> list[str]:
+    if p["autoToolChoice"] and p["toolCall"] == "none":
+        return ["spec.parsers: autoToolChoice needs a toolCall parser"]
+    return []
+
+
+def _lora_rules(lo: dict[str, Any]) -> list[str]:
+    path, failed = "spec.lora.adapters", []
+    names = [a["name"] for a in lo["adapters"]]
+    if len(set(names)) != len(names):
+        failed.append(f"{path}: adapter names must be unique")
+    for i, adapter in enumerate(lo["adapters"]):
+        source = adapter["source"]
+        if not (_HF_SOURCE_RE.match(source) or _PVC_SOURCE_RE.match(source)):
+            failed.append(
+                f"{path}[{i}].source: source must be hf://org/repo@revision or pvc://claim/path"
+            )
+        if ".." in source:
+            failed.append(f"{path}[{i}].source: source must not contain '..'")
+    return failed
+
+
+def _engine_rules(e: dict[str, Any]) -> list[str]:
+    failed = []
+    if any(a == f or a.startswith(f + "=") for a in e["extraArgs"] for f in RESERVED_ARGS):
+        failed.append(
+            "spec.engine.extraArgs: --model, --chat-template, --host, --port and "
+            "--served-model-name are set by smolserve from the spec"
+        )
+    if any(var["name"] in RESERVED_ENV for var in e["env"]):
+        failed.append("spec.engine.env: HF_TOKEN, HOME and HF_HOME are set by smolserve")
+    return failed
+
+
+_INT_OR_PERCENT = re.compile(r"^[0-9]+%$")
+_ZERO = re.compile(r"^0+%?$")
+
+
+def _rollout_rules(r: dict[str, Any]) -> list[str]:
+    failed = [
+        f"spec.rollout.{key}: must be a non-negative integer or a percentage like 25%"
+        for key in ("maxSurge", "maxUnavailable")
+        if (r[key] < 0 if isinstance(r[key], int) else not _INT_OR_PERCENT.match(r[key]))
+    ]
+    if _ZERO.match(str(r["maxSurge"])) and _ZERO.match(str(r["maxUnavailable"])):
+        failed.append("spec.rollout: maxSurge and maxUnavailable cannot both be 0")
+    return failed
+
+
+def cel_failures(spec: dict[str, Any]) -> list[str]:
+    """The CRD's cross-field rules that a defaulted, schema-valid spec breaks (one line each)."""
+    return [
+        *_model_rules(spec["model"]),
+        *_template_rules(spec["template"]),
+        *_parsers_rules(spec["parsers"]),
+        *_lora_rules(spec["lora"]),
+        *_engine_rules(spec["engine"]),
+        *_rollout_rules(spec["rollout"]),
+    ]
+
+
+# --- load_spec -----------------------------------------------------------------------------------
+
+
+def _check_name(meta: Any) -> str:
     if not isinstance(meta, dict):
         raise SpecError("metadata must be an object")
     name = meta.get("name")
@@ -368,237 +458,81 @@ def load_spec(obj: dict[str, Any]) -> SmolServeSpec:
             f"metadata.name {name!r} must be a DNS label starting with a letter and at most "
             f"{MAX_NAME_LENGTH} characters (children's names add suffixes)"
         )
-    spec = {} if obj.get("spec") is None else obj["spec"]
-    if not isinstance(spec, dict):
+    return name
+
+
+def load_spec(obj: dict[str, Any]) -> SmolServeSpec:
+    """Read a SmolServe object (dict, as the API returns it) into a defaulted ``SmolServeSpec``.
+
+    Raises ``SpecError`` with one line naming the field for anything the operator cannot act
+    on: what the CRD's schema refuses, unknown fields, and the CRD's CEL cross-field rules.
+    """
+    if not isinstance(obj, dict):
+        raise SpecError("a SmolServe must be a mapping")
+    meta = {} if obj.get("metadata") is None else obj["metadata"]
+    name = _check_name(meta)
+    raw = {} if obj.get("spec") is None else obj["spec"]
+    if not isinstance(raw, dict):
         raise SpecError("spec must be an object")
-    _known_fields(spec, "spec")
+    spec = apply_defaults(_spec_schema(), raw)
+    problem = _schema_error(spec)
+    if problem is None:
+        problem = next(iter(cel_failures(spec)), None)
+    if problem is not None:
+        raise SpecError(problem)
+    return _build(spec, name, meta)
+
+
+def _name(adapter: LoraAdapter) -> str:
+    return adapter.name
+
+
+def _build(s: dict[str, Any], name: str, meta: dict[str, Any]) -> SmolServeSpec:
+    """The dataclasses of a defaulted, valid spec."""
+    m, t, p, lo, e = s["model"], s["template"], s["parsers"], s["lora"], s["engine"]
+    r, ro, sv = s["resources"], s["rollout"], s["service"]
+    pvc, token, cm = m.get("pvc"), m.get("tokenSecretRef"), t.get("configMapRef")
+    adapters = sorted((LoraAdapter(a["name"], a["source"]) for a in lo["adapters"]), key=_name)
+    generate = GENERATE_DEFAULTS if t["source"] == "generate" else {}
     return SmolServeSpec(
         name=name,
         namespace=meta.get("namespace"),
         uid=meta.get("uid"),
-        model=_load_model(_section(spec, "model")),
-        served_model_name=_typed(
-            spec, "servedModelName", str, SmolServeSpec.served_model_name, "spec"
+        model=ModelSpec(
+            id=m["id"],
+            revision=m.get("revision"),
+            pvc=PvcRef(pvc["claimName"], pvc["path"].strip("/")) if pvc else None,
+            token_secret_ref=SecretKeyRef(token["name"], token["key"]) if token else None,
         ),
-        template=_load_template(_section(spec, "template")),
-        parsers=_load_parsers(_section(spec, "parsers")),
-        thinking_default=_choice(
-            _typed(
-                _section(spec, "thinking"),
-                "default",
-                str,
-                SmolServeSpec.thinking_default,
-                "spec.thinking",
-            ),
-            THINKING_MODES,
-            "spec.thinking.default",
+        served_model_name=s["servedModelName"],
+        template=TemplateSpec(
+            source=t["source"],
+            variant=t.get("variant", generate.get("variant")),
+            close_system_turn=t.get("closeSystemTurn", generate.get("closeSystemTurn")),
+            config_map_ref=ConfigMapKeyRef(cm["name"], cm["key"]) if cm else None,
+            inline=t.get("inline"),
         ),
-        lora=_load_lora(_section(spec, "lora")),
-        engine=_load_engine(_section(spec, "engine")),
-        resources=_load_resources(_section(spec, "resources")),
-        node_selector=tuple(sorted(_typed(spec, "nodeSelector", dict, {}, "spec").items())),
-        tolerations=tuple(_typed(spec, "tolerations", list, [], "spec")),
-        affinity=_typed(spec, "affinity", dict, None, "spec"),
-        runtime_class_name=_typed(spec, "runtimeClassName", str, None, "spec"),
-        replicas=_load_replicas(spec),
-        rollout=_load_rollout(_section(spec, "rollout")),
-        service=_load_service(_section(spec, "service")),
-    )
-
-
-def _load_model(m: dict[str, Any]) -> ModelSpec:
-    path = "spec.model"
-    pvc = None
-    if m.get("pvc") is not None:
-        raw = _known_fields(_typed(m, "pvc", dict, None, path), f"{path}.pvc")
-        claim = _typed(raw, "claimName", str, "", f"{path}.pvc")
-        if not claim:
-            raise SpecError(f"{path}.pvc.claimName is required")
-        pvc = PvcRef(claim, _typed(raw, "path", str, PvcRef.path, f"{path}.pvc").strip("/"))
-    revision = _typed(m, "revision", str, None, path)
-    if pvc is not None and revision is not None:
-        raise SpecError(f"{path}: revision applies to hub downloads; with pvc, leave it unset")
-    token = None
-    if m.get("tokenSecretRef") is not None:
-        raw = _known_fields(_typed(m, "tokenSecretRef", dict, None, path), f"{path}.tokenSecretRef")
-        token_name = _typed(raw, "name", str, "", f"{path}.tokenSecretRef")
-        if not token_name:
-            raise SpecError(f"{path}.tokenSecretRef.name is required")
-        token = SecretKeyRef(
-            token_name, _typed(raw, "key", str, SecretKeyRef.key, f"{path}.tokenSecretRef")
-        )
-    return ModelSpec(
-        id=_typed(m, "id", str, ModelSpec.id, path),
-        revision=revision,
-        pvc=pvc,
-        token_secret_ref=token,
-    )
-
-
-def _load_template(t: dict[str, Any]) -> TemplateSpec:
-    path = "spec.template"
-    source = _choice(
-        _typed(t, "source", str, TemplateSpec.source, path), TEMPLATE_SOURCES, f"{path}.source"
-    )
-    variant = _typed(t, "variant", str, None, path)
-    close = _typed(t, "closeSystemTurn", bool, None, path)
-    if source == "generate":
-        variant = _choice(variant or TemplateSpec.variant, TEMPLATE_VARIANTS, f"{path}.variant")
-        close = TemplateSpec.close_system_turn if close is None else close
-    elif variant is not None or close is not None:
-        raise SpecError(f"{path}: variant and closeSystemTurn apply only to source: generate")
-    cm_ref = None
-    if t.get("configMapRef") is not None:
-        raw = _known_fields(_typed(t, "configMapRef", dict, None, path), f"{path}.configMapRef")
-        cm_name = _typed(raw, "name", str, "", f"{path}.configMapRef")
-        if not cm_name:
-            raise SpecError(f"{path}.configMapRef.name is required")
-        cm_ref = ConfigMapKeyRef(
-            cm_name, _typed(raw, "key", str, ConfigMapKeyRef.key, f"{path}.configMapRef")
-        )
-    inline = _typed(t, "inline", str, None, path)
-    if (source == "configMap") != (cm_ref is not None):
-        raise SpecError(f"{path}: configMapRef is required with, and only with, source: configMap")
-    if (source == "inline") != bool(inline):
-        raise SpecError(
-            f"{path}: a non-empty inline is required with, and only with, source: inline"
-        )
-    return TemplateSpec(source, variant, close, cm_ref, inline)
-
-
-def _load_parsers(p: dict[str, Any]) -> ParsersSpec:
-    path = "spec.parsers"
-    parsers = ParsersSpec(
-        tool_call=_typed(p, "toolCall", str, ParsersSpec.tool_call, path),
-        reasoning=_choice(
-            _typed(p, "reasoning", str, ParsersSpec.reasoning, path),
-            REASONING_PARSERS,
-            f"{path}.reasoning",
+        parsers=ParsersSpec(p["toolCall"], p["reasoning"], p["autoToolChoice"], p["contentFormat"]),
+        thinking_default=s["thinking"]["default"],
+        lora=LoraSpec(
+            tuple(adapters),
+            lo["maxRank"],
+            lo["maxLoras"],
         ),
-        auto_tool_choice=_typed(p, "autoToolChoice", bool, ParsersSpec.auto_tool_choice, path),
-        content_format=_choice(
-            _typed(p, "contentFormat", str, ParsersSpec.content_format, path),
-            CONTENT_FORMATS,
-            f"{path}.contentFormat",
+        engine=EngineSpec(
+            image=e["image"],
+            max_model_len=e["maxModelLen"],
+            gpu_memory_utilization=float(e["gpuMemoryUtilization"]),
+            dtype=e["dtype"],
+            extra_args=tuple(e["extraArgs"]),
+            env=tuple(e["env"]),
         ),
-    )
-    if parsers.auto_tool_choice and parsers.tool_call == "none":
-        raise SpecError(f"{path}: autoToolChoice needs a toolCall parser")
-    return parsers
-
-
-def _load_lora(lo: dict[str, Any]) -> LoraSpec:
-    path = "spec.lora"
-    adapters = []
-    for i, raw in enumerate(_typed(lo, "adapters", list, [], path)):
-        if not isinstance(raw, dict) or not raw.get("name") or not raw.get("source"):
-            raise SpecError(f"{path}.adapters[{i}] needs a name and a source")
-        _known_fields(raw, f"{path}.adapters[]", f"{path}.adapters[{i}]")
-        adapter = LoraAdapter(str(raw["name"]), str(raw["source"]))
-        # The name becomes a path (/adapters/<name>) and a volume name: the CRD's pattern.
-        if len(adapter.name) > MAX_ADAPTER_NAME_LENGTH or not ADAPTER_NAME_RE.match(adapter.name):
-            raise SpecError(
-                f"{path}.adapters[{i}].name {adapter.name!r} must be a DNS label of at most "
-                f"{MAX_ADAPTER_NAME_LENGTH} characters"
-            )
-        if not (_HF_SOURCE_RE.match(adapter.source) or _PVC_SOURCE_RE.match(adapter.source)):
-            raise SpecError(
-                f"{path}.adapters[{i}].source {adapter.source!r} must be hf://org/repo@revision "
-                "or pvc://claim/path"
-            )
-        if ".." in adapter.source:
-            raise SpecError(f"{path}.adapters[{i}].source must not contain '..'")
-        adapters.append(adapter)
-    names = [a.name for a in adapters]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise SpecError(f"{path}.adapters: duplicate names {', '.join(duplicates)}")
-    max_rank = _typed(lo, "maxRank", int, LoraSpec.max_rank, path)
-    if max_rank not in LORA_RANKS:
-        raise SpecError(f"{path}.maxRank must be one of {', '.join(map(str, LORA_RANKS))}")
-    max_loras = _typed(lo, "maxLoras", int, LoraSpec.max_loras, path)
-    if max_loras < 1:
-        raise SpecError(f"{path}.maxLoras must be at least 1")
-    return LoraSpec(tuple(sorted(adapters, key=lambda a: a.name)), max_rank, max_loras)
-
-
-def _load_engine(e: dict[str, Any]) -> EngineSpec:
-    path = "spec.engine"
-    extra = _typed(e, "extraArgs", list, [], path)
-    if not all(isinstance(a, str) for a in extra):
-        raise SpecError(f"{path}.extraArgs must be a list of strings")
-    for arg in extra:
-        flag = arg.split("=", 1)[0]
-        if flag in RESERVED_ARGS:
-            raise SpecError(f"{path}.extraArgs: {flag} is set by smolserve from the spec")
-    env = _typed(e, "env", list, [], path)
-    for i, var in enumerate(env):
-        if not isinstance(var, dict) or not isinstance(var.get("name"), str):
-            raise SpecError(f"{path}.env[{i}] needs a name")
-        if var["name"] in RESERVED_ENV:
-            raise SpecError(f"{path}.env: {var['name']} is set by smolserve")
-    utilization = _typed(
-        e, "gpuMemoryUtilization", (int, float), EngineSpec.gpu_memory_utilization, path
-    )
-    if not 0 < utilization <= 1:
-        raise SpecError(f"{path}.gpuMemoryUtilization must be in (0, 1]")
-    max_len = _typed(e, "maxModelLen", int, EngineSpec.max_model_len, path)
-    if max_len < 1:
-        raise SpecError(f"{path}.maxModelLen must be positive")
-    return EngineSpec(
-        image=_typed(e, "image", str, EngineSpec.image, path),
-        max_model_len=max_len,
-        gpu_memory_utilization=float(utilization),
-        dtype=_choice(_typed(e, "dtype", str, EngineSpec.dtype, path), DTYPES, f"{path}.dtype"),
-        extra_args=tuple(extra),
-        env=tuple(env),
-    )
-
-
-def _quantity(value: Any, path: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise SpecError(f"{path} must be a quantity like '4' or '24Gi'")
-    return str(value)
-
-
-def _load_resources(r: dict[str, Any]) -> ResourcesSpec:
-    path = "spec.resources"
-    gpus = _typed(r, "gpus", int, ResourcesSpec.gpus, path)
-    if gpus < 0:
-        raise SpecError(f"{path}.gpus must not be negative")
-    return ResourcesSpec(
-        gpus=gpus,
-        gpu_resource_name=_typed(r, "gpuResourceName", str, ResourcesSpec.gpu_resource_name, path),
-        cpu=_quantity(r.get("cpu", ResourcesSpec.cpu), f"{path}.cpu"),
-        memory=_quantity(r.get("memory", ResourcesSpec.memory), f"{path}.memory"),
-    )
-
-
-def _load_replicas(spec: dict[str, Any]) -> int:
-    replicas = _typed(spec, "replicas", int, SmolServeSpec.replicas, "spec")
-    if replicas < 0:
-        raise SpecError("spec.replicas must not be negative")
-    return replicas
-
-
-def _load_rollout(r: dict[str, Any]) -> RolloutSpec:
-    path = "spec.rollout"
-    surge = _int_or_percent(r.get("maxSurge", RolloutSpec.max_surge), f"{path}.maxSurge")
-    unavailable = _int_or_percent(
-        r.get("maxUnavailable", RolloutSpec.max_unavailable), f"{path}.maxUnavailable"
-    )
-    if _is_zero(surge) and _is_zero(unavailable):
-        raise SpecError(f"{path}: maxSurge and maxUnavailable cannot both be 0")
-    return RolloutSpec(surge, unavailable)
-
-
-def _load_service(s: dict[str, Any]) -> ServiceSpec:
-    path = "spec.service"
-    port = _typed(s, "port", int, ServiceSpec.port, path)
-    if not 1 <= port <= 65535:
-        raise SpecError(f"{path}.port must be in 1..65535")
-    return ServiceSpec(
-        type=_choice(_typed(s, "type", str, ServiceSpec.type, path), SERVICE_TYPES, f"{path}.type"),
-        port=port,
-        annotations=tuple(sorted(_typed(s, "annotations", dict, {}, path).items())),
+        resources=ResourcesSpec(r["gpus"], r["gpuResourceName"], str(r["cpu"]), str(r["memory"])),
+        node_selector=tuple(sorted(s["nodeSelector"].items())),
+        tolerations=tuple(s["tolerations"]),
+        affinity=s.get("affinity"),
+        runtime_class_name=s.get("runtimeClassName"),
+        replicas=s["replicas"],
+        rollout=RolloutSpec(ro["maxSurge"], ro["maxUnavailable"]),
+        service=ServiceSpec(sv["type"], sv["port"], tuple(sorted(sv["annotations"].items()))),
     )

@@ -29,6 +29,7 @@ from .helpers import (
     smolserve_cli,
 )
 
+PACKAGED_CRD = ROOT / "operator" / "smolserve" / "crd" / "smolserve.yaml"
 CRD = ROOT / "crds" / "smolserve.yaml"
 CHART_CRD = CHART / "crds" / "smolserve.yaml"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
@@ -45,11 +46,14 @@ def crd_validator() -> Any:
     return crd_schema_validator(crd)
 
 
-def test_chart_crd_is_a_copy_of_crds() -> None:
-    """crds/ is the single source of truth; `make sync-crds` refreshes the chart's copy."""
-    assert CRD.exists(), "crds/smolserve.yaml is missing"
-    assert CHART_CRD.read_bytes() == CRD.read_bytes(), (
-        "charts/smol/crds/smolserve.yaml differs from crds/smolserve.yaml: run `make sync-crds`"
+@pytest.mark.parametrize("copy", [CRD, CHART_CRD], ids=["crds", "chart"])
+def test_crd_copies_match_the_packaged_crd(copy: Path) -> None:
+    """The package's CRD (read by load_spec) is the source; `make sync-crds` refreshes copies."""
+    assert PACKAGED_CRD.exists(), "operator/smolserve/crd/smolserve.yaml is missing"
+    assert copy.exists(), f"{copy.relative_to(ROOT)} is missing"
+    assert copy.read_bytes() == PACKAGED_CRD.read_bytes(), (
+        f"{copy.relative_to(ROOT)} differs from operator/smolserve/crd/smolserve.yaml: "
+        "run `make sync-crds`"
     )
 
 

@@ -3,8 +3,9 @@
 - ``structural_problems``: the structural-schema rules, descriptions, and the CEL cost rule
   (every string/list a rule reads must be bounded).
 - ``apply_defaults``: structural defaulting, as the API server does it before validation
-  (a parent's ``default: {}`` then gets its children's defaults).
-- ``schema_errors``: OpenAPI v3.0 validation (openapi-schema-validator).
+  (``smolserve.spec``'s, which ``load_spec`` uses too).
+- ``schema_errors``: OpenAPI v3.0 validation (openapi-schema-validator), of the schema as
+  ``smolserve.spec.openapi_schema`` translates it.
 - ``cel_failures``: the ``x-kubernetes-validations`` rules, evaluated with cel-python.
 
 Limits: cel-python is not Kubernetes' CEL (no Kubernetes library functions such as
@@ -14,13 +15,14 @@ field paths from the rule text rather than computing Kubernetes' cost estimate.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from smolserve.spec import apply_defaults, openapi_schema
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "smolserve.yaml"
 MACROS = ("all", "exists", "exists_one", "map", "filter")
@@ -150,47 +152,14 @@ def unbounded_reads(schema: dict[str, Any]) -> list[str]:
     return problems
 
 
-# --- defaulting, validation, CEL ---------------------------------------------------------------
-
-
-def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """A copy of ``value`` with the schema's defaults applied, as the API server applies them."""
-    value = copy.deepcopy(value)
-    _default(schema, value)
-    return value
-
-
-def _default(node: dict[str, Any], value: Any) -> None:
-    if isinstance(value, dict):
-        for name, child in (node.get("properties") or {}).items():
-            if name not in value and "default" in child:
-                value[name] = copy.deepcopy(child["default"])
-            if name in value:
-                _default(child, value[name])
-        if isinstance(node.get("additionalProperties"), dict):
-            for key in value:
-                _default(node["additionalProperties"], value[key])
-    elif isinstance(value, list) and isinstance(node.get("items"), dict):
-        for element in value:
-            _default(node["items"], element)
-
-
-def _openapi(node: Any) -> Any:
-    """The schema without Kubernetes extensions; int-or-string as its anyOf."""
-    if isinstance(node, dict):
-        out = {k: _openapi(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-        if node.get("x-kubernetes-preserve-unknown-fields") and node.get("type") == "object":
-            out.setdefault("additionalProperties", True)
-        return out
-    if isinstance(node, list):
-        return [_openapi(v) for v in node]
-    return node
+# --- validation, CEL ---------------------------------------------------------------
 
 
 def schema_errors(schema: dict[str, Any], obj: dict[str, Any]) -> list[str]:
     from openapi_schema_validator import OAS30Validator
 
-    validator = OAS30Validator(_openapi(schema))
+    # Open objects: the API server prunes unknown fields rather than refusing them.
+    validator = OAS30Validator(openapi_schema(schema, closed=False))
     return [
         f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
         for e in validator.iter_errors(obj)

@@ -329,10 +329,27 @@ def test_cel_cases_are_most_of_the_cross_field_rules():
 
 
 @pytest.mark.parametrize("name", CEL_CASES)
-def test_load_spec_rejects_what_cel_rejects(name):
+def test_load_spec_rejects_what_cel_rejects_with_the_crd_message(name):
     spec, _ = BAD[name]
-    with pytest.raises(SpecError):
-        load_spec(smol(copy.deepcopy(spec)))
+    obj = smol(copy.deepcopy(spec))
+    with pytest.raises(SpecError) as err:
+        load_spec(obj)
+    # cel_failures names paths `.spec.x`; load_spec `spec.x`.
+    assert f".{err.value}" in cel_failures(SCHEMA, apply_defaults(SCHEMA, obj))
+
+
+def test_every_cel_rule_of_the_spec_has_a_case():
+    messages = {
+        " ".join(rule["message"].split())
+        for _, node in walk(SCHEMA["properties"]["spec"])
+        for rule in node.get("x-kubernetes-validations") or []
+    }
+    reached = {
+        failure.split(": ", 1)[1]
+        for name in CEL_CASES
+        for failure in cel_failures(SCHEMA, apply_defaults(SCHEMA, smol(BAD[name][0])))
+    }
+    assert messages - reached == set()
 
 
 def test_the_field_reference_documents_every_spec_field():
@@ -368,51 +385,22 @@ def test_the_crd_is_a_valid_kubernetes_object():
     kubernetes_validate.validate(CRD, "1.37.0", strict=True)
 
 
-def test_load_spec_enums_match_the_crd():
-    from smolserve import spec as code
+def test_load_spec_reads_this_crd():
+    from smolserve.spec import crd
 
-    props = SCHEMA["properties"]["spec"]["properties"]
-    pairs = {
-        "template.source": code.TEMPLATE_SOURCES,
-        "template.variant": code.TEMPLATE_VARIANTS,
-        "parsers.reasoning": code.REASONING_PARSERS,
-        "parsers.contentFormat": code.CONTENT_FORMATS,
-        "thinking.default": code.THINKING_MODES,
-        "lora.maxRank": code.LORA_RANKS,
-        "engine.dtype": code.DTYPES,
-        "service.type": code.SERVICE_TYPES,
-    }
-    for path, values in pairs.items():
-        section, name = path.split(".")
-        assert tuple(props[section]["properties"][name]["enum"]) == values, path
-    enums = [p for p, node in walk(SCHEMA["properties"]["spec"], "spec") if "enum" in node]
-    assert sorted(enums) == sorted(
-        ["spec." + p for p in pairs] + ["spec.tolerations[].operator", "spec.tolerations[].effect"]
-    )
+    assert crd() == CRD
 
 
-def test_load_spec_adapter_name_rule_matches_the_crd():
-    from smolserve import spec as code
+def test_generate_defaults_are_what_the_crd_describes():
+    """variant and closeSystemTurn have no CRD default (they apply to one source only)."""
+    from smolserve.spec import GENERATE_DEFAULTS
+    from smolserve.template.generate import VARIANTS
 
-    adapters = SCHEMA["properties"]["spec"]["properties"]["lora"]["properties"]["adapters"]
-    name = adapters["items"]["properties"]["name"]
-    assert name["pattern"] == code.ADAPTER_NAME_RE.pattern
-    assert name["maxLength"] == code.MAX_ADAPTER_NAME_LENGTH
-
-
-# Objects whose items go verbatim into the pod spec: Kubernetes itself checks their fields.
-PASSED_THROUGH = {"spec.engine.env[]", "spec.tolerations[]"}
-
-
-def test_load_spec_knows_exactly_the_crd_fields():
-    from smolserve.spec import FIELDS
-
-    crd_objects = {
-        path: frozenset(node["properties"])
-        for path, node in walk(SCHEMA["properties"]["spec"], "spec")
-        if "properties" in node and path not in PASSED_THROUGH
-    }
-    assert crd_objects == FIELDS
+    template = SCHEMA["properties"]["spec"]["properties"]["template"]["properties"]
+    assert tuple(template["variant"]["enum"]) == VARIANTS
+    for name, value in GENERATE_DEFAULTS.items():
+        assert "default" not in template[name]
+        assert f"(default {str(value).lower()})" in template[name]["description"], name
 
 
 @pytest.mark.parametrize("name", GOOD)

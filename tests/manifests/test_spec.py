@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from smolserve.errors import UsageError
-from smolserve.spec import SpecError, load_spec
+from smolserve.spec import SpecError, crd, crd_schema, load_spec
 
 
 def obj(spec: Any, name: str = "smol") -> dict[str, Any]:
@@ -58,11 +58,14 @@ def test_to_dict_round_trips(spec):
 
 BAD = {
     "spec not a mapping": ([], "spec must be an object"),
-    "section not a mapping": ({"model": "x"}, "spec.model must be an object"),
-    "replicas as string": ({"replicas": "3"}, "spec.replicas must be an integer"),
-    "replicas as bool": ({"replicas": True}, "spec.replicas must be an integer, got a boolean"),
+    "section not a mapping": ({"model": "x"}, "spec.model: 'x' is not of type 'object'"),
+    "replicas as string": ({"replicas": "3"}, "spec.replicas: '3' is not of type 'integer'"),
+    "replicas as bool": ({"replicas": True}, "spec.replicas: True is not of type 'integer'"),
     "negative replicas": ({"replicas": -1}, "spec.replicas"),
-    "unknown source": ({"template": {"source": "url"}}, "spec.template.source must be one of"),
+    "unknown source": (
+        {"template": {"source": "url"}},
+        "spec.template.source: 'url' is not one of",
+    ),
     "unknown dtype": ({"engine": {"dtype": "int4"}}, "spec.engine.dtype"),
     "utilization": ({"engine": {"gpuMemoryUtilization": 2}}, "gpuMemoryUtilization"),
     "extra args not strings": ({"engine": {"extraArgs": [1]}}, "extraArgs"),
@@ -70,19 +73,30 @@ BAD = {
     "adapter without source": ({"lora": {"adapters": [{"name": "a"}]}}, "adapters[0]"),
     "adapter name a path": (
         {"lora": {"adapters": [{"name": "../../etc", "source": "pvc://c/p"}]}},
-        "spec.lora.adapters[0].name '../../etc' must be a DNS label",
+        "spec.lora.adapters[0].name: '../../etc' does not match",
     ),
     "percent": ({"rollout": {"maxSurge": "ten"}}, "spec.rollout.maxSurge"),
     "service port": ({"service": {"port": 0}}, "spec.service.port"),
     "service type": ({"service": {"type": "ExternalName"}}, "spec.service.type"),
-    "pvc without claim": ({"model": {"pvc": {}}}, "spec.model.pvc.claimName"),
-    "secret without name": ({"model": {"tokenSecretRef": {}}}, "tokenSecretRef.name"),
+    "pvc without claim": ({"model": {"pvc": {}}}, "spec.model.pvc: 'claimName' is a required"),
+    "secret without name": (
+        {"model": {"tokenSecretRef": {}}},
+        "spec.model.tokenSecretRef: 'name' is a required",
+    ),
     "cpu as list": ({"resources": {"cpu": [1]}}, "spec.resources.cpu"),
     "misspelt section": ({"parser": {}}, "spec: unknown field 'parser' (known: affinity,"),
     "misspelt field": ({"parsers": {"reasonning": "qwen3"}}, "spec.parsers: unknown field"),
     "misspelt nested field": (
         {"model": {"pvc": {"claimName": "m", "subPath": "x"}}},
         "spec.model.pvc: unknown field 'subPath'",
+    ),
+    "misspelt toleration field": (
+        {"tolerations": [{"key": "k", "efect": "NoSchedule"}]},
+        "spec.tolerations[0]: unknown field 'efect'",
+    ),
+    "long value": (
+        {"template": {"source": "inline", "inline": "x" * 70000}},
+        "spec.template.inline: breaks maxLength: 65536",
     ),
     "misspelt adapter field": (
         {"lora": {"adapters": [{"name": "a", "source": "hf://o/r@1", "rank": 8}]}},
@@ -104,6 +118,17 @@ def test_bad_specs_fail_with_one_line_naming_the_field(name):
 def test_bad_names(name):
     with pytest.raises(SpecError, match=r"metadata\.name"):
         load_spec(obj({}, name=name))
+
+
+def test_null_fields_are_dropped_like_the_api_server_does():
+    """A YAML ``key:`` with no value is null; the API server prunes it before defaulting."""
+    nulls = {"model": None, "parsers": {"reasoning": None}, "runtimeClassName": None}
+    assert load_spec(obj(nulls)) == load_spec(obj({}))
+
+
+def test_the_schema_comes_from_the_packaged_crd():
+    assert crd()["kind"] == "CustomResourceDefinition"
+    assert crd_schema()["properties"]["spec"]["properties"]["parsers"]["default"] == {}
 
 
 def test_not_a_mapping():
