@@ -1,8 +1,9 @@
 """The baseline for ``operator_bench.py``: a minimal kopf operator that only creates the children.
 
 One synchronous create handler: build the same children as the SmolServe operator creates
-for a SmolServe whose template is ready (template RBAC, Service, Deployment — with the same
-builders and the same client), create them, then one status patch. No template handling, no
+for a SmolServe whose template is ready (template RBAC, the parser-plugin ConfigMap when the
+spec's parser needs it, Service, Deployment — with the same builders and the same client),
+create them, then one status patch. No template handling, no
 status conditions, no idempotency: the least a kopf operator can do for the same objects.
 
 Run: ``python benchmarks/minimal_operator.py --namespace NS [--no-scanning]`` with KUBECONFIG
@@ -23,9 +24,11 @@ from smolserve import labels
 from smolserve.manifests import (
     OperatorConfig,
     build_deployment,
+    build_parser_configmap,
     build_service,
     build_template_rbac,
     template_configmap_name,
+    uses_parser_plugin,
 )
 from smolserve.operator.kube import Kube
 from smolserve.operator.runner import login
@@ -43,6 +46,7 @@ def build_registry(kube: Kube, config: OperatorConfig, template_text: str) -> ko
         name = template_configmap_name(spec.name, sha)
         children = [
             *build_template_rbac(spec),
+            *([build_parser_configmap(spec, config)] if uses_parser_plugin(spec) else []),
             build_service(spec),
             build_deployment(spec, config, template_configmap=name, template_hash=sha[:8]),
         ]

@@ -13,7 +13,6 @@ import yaml
 
 from crd.crdcheck import structural_problems
 from smolserve.cli import build_parser
-from smolserve.manifests import OperatorConfig, build_deployment
 from smolserve.spec import load_spec
 
 from .helpers import (
@@ -28,8 +27,10 @@ from .helpers import (
     crd_schema_validator,
     find_tool,
     kube_validate,
+    load_all,
     read_yaml_docs,
     run,
+    smolserve_cli,
     values_files,
 )
 
@@ -277,25 +278,46 @@ def test_monitors_only_with_the_prometheus_operator(helm_template) -> None:
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
-    selector = monitor["spec"]["selector"]
-    assert selector["matchLabels"] == {"app.kubernetes.io/managed-by": "smolserve-operator"}
+    assert not by_kind(objs, "ServiceMonitor"), "the ServiceMonitor is off by default"
 
 
-def test_monitor_selects_the_vllm_pods_the_builders_make() -> None:
-    """The PodMonitor's selector matches the server pods' labels and port name."""
-    (serve,) = read_yaml_docs(ROOT / "examples" / "smolserve.yaml")
-    deploy = build_deployment(
-        load_spec(serve), OperatorConfig(), template_configmap="x", template_hash="x"
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels, and matchExpressions with Exists/DoesNotExist/In/NotIn)."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        ok = {
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def test_monitors_select_the_vllm_server_the_operator_makes(helm_template) -> None:
+    """The rendered PodMonitor and ServiceMonitor select the server pods and Service that
+    `smolserve render` makes for an example, by their port name, and not the template Job."""
+    objs = helm_template(
+        api_versions=[PROMETHEUS_API], sets=["metrics.serviceMonitor.enabled=true"]
     )
-    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
-    assert pod_labels["app.kubernetes.io/managed-by"] == "smolserve-operator"
-    assert "smolserve.dev/serve" in pod_labels
-    ports = [
-        p["name"]
-        for c in deploy["spec"]["template"]["spec"]["containers"]
-        for p in c.get("ports", [])
-    ]
-    assert "http" in ports
+    (pod_monitor,) = by_kind(objs, "PodMonitor")
+    (service_monitor,) = by_kind(objs, "ServiceMonitor")
+    children = load_all(smolserve_cli("render", "-f", ROOT / "examples" / "smolserve.yaml"))
+    (deploy,) = by_kind(children, "Deployment")
+    (service,) = by_kind(children, "Service")
+    (job,) = by_kind(children, "Job")
+    pod, job_pod = deploy["spec"]["template"], job["spec"]["template"]
+    assert selects(pod_monitor["spec"]["selector"], pod["metadata"]["labels"])
+    assert not selects(pod_monitor["spec"]["selector"], job_pod["metadata"]["labels"])
+    pod_ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert {e["port"] for e in pod_monitor["spec"]["podMetricsEndpoints"]} <= pod_ports
+    assert selects(service_monitor["spec"]["selector"], service["metadata"]["labels"])
+    service_ports = {p["name"] for p in service["spec"]["ports"]}
+    assert {e["port"] for e in service_monitor["spec"]["endpoints"]} <= service_ports
 
 
 def test_smolserve_from_values(helm_template) -> None:
@@ -304,6 +326,7 @@ def test_smolserve_from_values(helm_template) -> None:
     assert serve["metadata"]["namespace"] == RELEASE_NAMESPACE
     assert serve["spec"]["thinking"] == {"default": "noThink"}
     assert serve["metadata"]["labels"]["app.kubernetes.io/component"] == "model"
+    load_spec(serve)  # the operator's own checks, beyond the CRD schema
 
 
 def test_operator_arguments_are_accepted_by_the_cli(helm_template) -> None:
@@ -326,6 +349,22 @@ def test_two_replicas_without_peering_are_refused(helm_env: dict[str, str]) -> N
     )
     assert proc.returncode != 0
     assert "needs peering.enabled=true" in proc.stderr
+
+
+def test_smolserve_outside_the_watched_namespaces_is_refused(helm_env: dict[str, str]) -> None:
+    def render(*sets: str) -> subprocess.CompletedProcess[str]:
+        args = [
+            a
+            for s in ("smolserve.create=true", "watchNamespaces={team-a}", *sets)
+            for a in ("--set", s)
+        ]
+        cmd = [find_tool("helm"), "template", RELEASE, CHART, "-n", RELEASE_NAMESPACE, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=helm_env, check=False)
+
+    refused = render()
+    assert refused.returncode != 0
+    assert "is not in watchNamespaces" in refused.stderr
+    assert render("smolserve.namespace=team-a").returncode == 0
 
 
 @pytest.mark.parametrize(

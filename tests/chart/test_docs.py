@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from smolserve.cli import build_parser
+from smolserve.operator import status
 
 from .helpers import CHART, EXAMPLES, ROOT
 
@@ -89,3 +90,25 @@ def test_readme_code_examples_are_well_formed() -> None:
         assert request["tools"] and request["messages"]
     for block in re.findall(r"^```yaml\n(.*?)^```", text, re.M | re.S):
         yaml.safe_load(block)
+
+
+def test_troubleshooting_table_covers_every_reason() -> None:
+    """The README's troubleshooting table names only reasons the operator sets, and every reason
+    of a problem or a wait (the healthy ones are named in the line below the table)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    table, after = section.split("\n\n[docs/operator.md]", 1)
+    types = {status.TEMPLATE_READY, status.AVAILABLE, status.PROGRESSING, status.DEGRADED}
+    phases = {status.PENDING, status.PROGRESSING_PHASE, status.READY, status.DEGRADED_PHASE}
+    reasons = (
+        {value for name, value in vars(status).items() if name.isupper() and isinstance(value, str)}
+        - types
+        - phases
+    )
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    documented = {r for row in rows for r in re.findall(r"`([A-Za-z]+)`", row)} - types
+    healthy = set(re.findall(r"`([A-Za-z]+)`", after.split("\n\n", 1)[0]))
+    assert documented <= reasons, f"not reasons the operator sets: {documented - reasons}"
+    assert healthy <= reasons, f"not reasons the operator sets: {healthy - reasons}"
+    missing = reasons - documented - healthy
+    assert not missing, f"reasons missing from the troubleshooting table: {missing}"

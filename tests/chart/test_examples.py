@@ -34,6 +34,9 @@ CRD = ROOT / "crds" / "smolserve.yaml"
 CHART_CRD = CHART / "crds" / "smolserve.yaml"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 GITOPS = EXAMPLES / "gitops" / "smol"
+# Every file holding a SmolServe: the top-level examples and the GitOps one (as written in git,
+# before kustomize renames its ConfigMap reference).
+SMOLSERVE_FILES = [*EXAMPLE_FILES, GITOPS / "smolserve.yaml"]
 
 
 def is_smolserve(obj: dict[str, Any]) -> bool:
@@ -62,7 +65,7 @@ def test_there_are_examples() -> None:
     assert {"smolserve.yaml", "lora.yaml", "offline-pvc.yaml"} <= names
 
 
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SMOLSERVE_FILES, ids=lambda p: str(p.relative_to(EXAMPLES)))
 def test_example_smolserves_match_the_crd(path: Path, crd_validator: Any) -> None:
     docs = read_yaml_docs(path)
     serves = [d for d in docs if is_smolserve(d)]
@@ -78,13 +81,13 @@ def test_example_smolserves_match_the_crd(path: Path, crd_validator: Any) -> Non
 
 def test_example_smolserves_pass_the_operators_own_checks() -> None:
     """What the CRD cannot judge, smolserve.spec.load_spec does (exclusive fields and the like)."""
-    for path in EXAMPLE_FILES:
+    for path in SMOLSERVE_FILES:
         for doc in read_yaml_docs(path):
             if is_smolserve(doc):
                 load_spec(doc)
 
 
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SMOLSERVE_FILES, ids=lambda p: str(p.relative_to(EXAMPLES)))
 def test_rendered_examples_validate(path: Path, tmp_path: Path) -> None:
     """`smolserve render -f` output (the operator's children) is valid Kubernetes, strictly."""
     out = smolserve_cli("render", "-f", path)
@@ -173,4 +176,4 @@ def test_argocd_cm_embeds_health_lua_verbatim() -> None:
 
 def test_example_files_are_yaml() -> None:
     for path in EXAMPLES.rglob("*.yaml"):
-        yaml.safe_load_all(path.read_text())
+        assert list(yaml.safe_load_all(path.read_text())), path

@@ -12,7 +12,8 @@ def test_operator_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> 
         main(["operator", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--namespace", "--peering", "--standalone", "--liveness-port"):
+    options = ("--namespace", "--peering", "--standalone", "--liveness-port", "--no-scanning")
+    for option in (*options, "--verbose"):
         assert option in out
 
 

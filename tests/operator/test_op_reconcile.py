@@ -55,12 +55,8 @@ class World:
         )
 
     def serve(self, name: str = "smol") -> dict[str, Any]:
-        return (
-            self.cluster.snapshot(PLURAL, GROUP, **{})[0]
-            if name == "smol"
-            else next(
-                s for s in self.cluster.snapshot(PLURAL, GROUP) if s["metadata"]["name"] == name
-            )
+        return next(
+            s for s in self.cluster.snapshot(PLURAL, GROUP) if s["metadata"]["name"] == name
         )
 
     def children(self, plural: str, group: str = "", serve: str = "smol") -> list[dict[str, Any]]:
@@ -258,16 +254,30 @@ def test_only_the_last_three_templates_are_kept(world: World) -> None:
 def test_deleting_the_smolserve_removes_its_children(world: World) -> None:
     world.create()
     world.run_template()
-    world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "smol")
     kinds = [
         ("deployments", "apps"),
         ("services", ""),
         ("jobs", "batch"),
         ("configmaps", ""),
         ("serviceaccounts", ""),
+        ("roles", "rbac.authorization.k8s.io"),
+        ("rolebindings", "rbac.authorization.k8s.io"),
     ]
+    assert all(world.children(p, g) for p, g in kinds)  # every kind exists before the delete
+    world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "smol")
     wait_for(lambda: not any(world.children(p, g) for p, g in kinds), what="children gone")
     assert settle(world, 0.5) == []
+
+
+def test_a_smolserve_recreated_under_the_same_name_starts_over(world: World) -> None:
+    world.create()
+    world.run_template()
+    world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "smol")
+    wait_for(lambda: world.deployment() is None, what="the Deployment gone")
+    world.create()
+    wait_for(lambda: world.deployment() is not None, what="the Deployment again")
+    wait_for(lambda: world.condition("TemplateReady").get("status") == "True", what="TemplateReady")
+    assert world.serve()["status"]["observedGeneration"] == 1
 
 
 def test_a_restart_creates_nothing_and_writes_nothing(

@@ -77,7 +77,8 @@ class Kubelet:
         args = [self._local(a) for a in container["args"]] + ["--termination-log", str(log)]
         env = {"SMOLSERVE_NAMESPACE": namespace}
         env.update({e["name"]: e["value"] for e in container.get("env") or [] if "value" in e})
-        env.pop("HOME", None), env.pop("HF_HOME", None)
+        for local_only in ("HOME", "HF_HOME"):  # the container's paths, not this machine's
+            env.pop(local_only, None)
         with _env(env):
             code = main(args)
         message = log.read_text().strip() if log.exists() else ""

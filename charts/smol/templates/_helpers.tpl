@@ -113,10 +113,11 @@ any: true
 {{- end }}
 {{- end }}
 
-{{/* Pods and Services the operator made for a SmolServe. */}}
+{{/* The vLLM server pods and Services the operator made for a SmolServe (not its Job pods). */}}
 {{- define "smol.servedSelector" -}}
 matchLabels:
   app.kubernetes.io/managed-by: smolserve-operator
+  app.kubernetes.io/component: server
 matchExpressions:
   - key: smolserve.dev/serve
     operator: Exists

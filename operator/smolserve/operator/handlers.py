@@ -156,11 +156,10 @@ class Runtime:
         """Bring one SmolServe to its desired state (a no-op when it is already there)."""
         with self._lock(key):
             serves = _values(indexes.get(SERVES_INDEX), key)
-            if not serves:
+            if not serves or serves[0]["metadata"].get("deletionTimestamp"):
+                self._forget(key)
                 return  # deleted: owner references take the children
             serve = serves[0]
-            if serve["metadata"].get("deletionTimestamp"):
-                return
             if patch is None and not (serve.get("status") or {}).get("kopf"):
                 return  # not yet handled by its own create handler, which comes next
             written_status = self._status_written.get(key)
@@ -226,6 +225,13 @@ class Runtime:
         with self._guard:
             written = self._written.get(key, {}).get(Ref.of(body))
             return written is not None and _version(written) == _version(body)
+
+    def _forget(self, key: Key) -> None:
+        """Drop what was written for a deleted SmolServe: a new one of the same name starts clean
+        (a stale status overlay would hide that its status was never written)."""
+        with self._guard:
+            self._written.pop(key, None)
+            self._status_written.pop(key, None)
 
     def _note(self, key: Key, ref: Ref, body: dict[str, Any] | None) -> None:
         with self._guard:

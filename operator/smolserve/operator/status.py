@@ -15,7 +15,6 @@ TEMPLATE_READY = "TemplateReady"
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
-CONDITION_TYPES = (TEMPLATE_READY, AVAILABLE, PROGRESSING, DEGRADED)
 
 # Reasons (docs/operator.md has the table: reason → meaning → fix).
 TEMPLATE_VERIFIED = "TemplateVerified"
