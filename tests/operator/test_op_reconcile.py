@@ -273,11 +273,13 @@ def test_a_smolserve_recreated_under_the_same_name_starts_over(world: World) -> 
     world.create()
     world.run_template()
     world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "smol")
-    wait_for(lambda: world.deployment() is None, what="the Deployment gone")
+    kinds = [("deployments", "apps"), ("jobs", "batch"), ("configmaps", "")]
+    wait_for(lambda: not any(world.children(p, g) for p, g in kinds), what="children gone")
     world.create()
-    wait_for(lambda: world.deployment() is not None, what="the Deployment again")
-    wait_for(lambda: world.condition("TemplateReady").get("status") == "True", what="TemplateReady")
+    world.run_template()  # the old template went with its owner: a new Job publishes it again
+    world.ready()
     assert world.serve()["status"]["observedGeneration"] == 1
+    assert settle(world) == []
 
 
 def test_a_restart_creates_nothing_and_writes_nothing(
