@@ -2,7 +2,7 @@
 --   no status yet, or status older than the spec (generation ≠ observedGeneration) → Progressing
 --   Degraded=True                                                                    → Degraded
 --   Progressing=True (a template Job or a rollout is under way)                      → Progressing
---   Ready=True or Available=True                                                     → Healthy
+--   Available=True (enough vLLM pods serve a verified template)                      → Healthy
 --   anything else                                                                    → Progressing
 local hs = {}
 
@@ -63,13 +63,7 @@ if progressing ~= nil and progressing.status == "True" then
   return hs
 end
 
-local ready = condition(conditions, "Ready")
 local available = condition(conditions, "Available")
-if ready ~= nil and ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = describe(ready, "Ready")
-  return hs
-end
 if available ~= nil and available.status == "True" then
   hs.status = "Healthy"
   hs.message = describe(available, "Available")
@@ -77,5 +71,5 @@ if available ~= nil and available.status == "True" then
 end
 
 hs.status = "Progressing"
-hs.message = describe(ready or available, "Waiting for the SmolServe to become ready")
+hs.message = describe(available, "Waiting for the SmolServe to become available")
 return hs

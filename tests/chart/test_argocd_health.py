@@ -7,6 +7,8 @@ from typing import Any
 
 import lupa
 
+from smolserve.operator import status as st
+
 from .helpers import EXAMPLES
 
 HEALTH_LUA = (EXAMPLES / "argocd" / "health.lua").read_text()
@@ -54,43 +56,48 @@ def test_no_status_is_progressing() -> None:
     assert health(obj)["status"] == "Progressing"
 
 
-def test_ready_is_healthy() -> None:
-    h = health(serve(("Ready", "True", "Serving"), ("Degraded", "False", "AsExpected")))
-    assert h == {"status": "Healthy", "message": "Serving: Serving message"}
+AVAILABLE = (st.AVAILABLE, "True", st.DEPLOYMENT_AVAILABLE)
 
 
 def test_available_is_healthy() -> None:
-    assert health(serve(("Available", "True", "MinimumReplicas")))["status"] == "Healthy"
+    h = health(serve(AVAILABLE, (st.DEGRADED, "False", st.AS_EXPECTED)))
+    assert h == {
+        "status": "Healthy",
+        "message": f"{st.DEPLOYMENT_AVAILABLE}: {st.DEPLOYMENT_AVAILABLE} message",
+    }
 
 
-def test_degraded_wins_over_ready() -> None:
-    """A failed template verification leaves the old pods serving (Ready) but must show."""
-    h = health(serve(("Ready", "True", "Serving"), ("Degraded", "True", "TemplateVerifyFailed")))
+def test_degraded_wins_over_available() -> None:
+    """A failed template Job leaves the old pods serving (Available) but must show."""
+    h = health(serve(AVAILABLE, (st.DEGRADED, "True", st.TEMPLATE_JOB_FAILED)))
     assert h == {
         "status": "Degraded",
-        "message": "TemplateVerifyFailed: TemplateVerifyFailed message",
+        "message": f"{st.TEMPLATE_JOB_FAILED}: {st.TEMPLATE_JOB_FAILED} message",
     }
 
 
 def test_stale_generation_is_progressing() -> None:
-    h = health(serve(("Ready", "True", "Serving"), generation=3, observed=2))
+    h = health(serve(AVAILABLE, generation=3, observed=2))
     assert h["status"] == "Progressing"
     assert "generation 3" in h["message"]
 
 
 def test_missing_observed_generation_is_progressing() -> None:
-    assert health(serve(("Ready", "True", "Serving"), observed=None))["status"] == "Progressing"
+    assert health(serve(AVAILABLE, observed=None))["status"] == "Progressing"
 
 
 def test_rollout_in_progress() -> None:
-    h = health(serve(("Ready", "True", "Serving"), ("Progressing", "True", "RollingOut")))
+    h = health(serve(AVAILABLE, (st.PROGRESSING, "True", st.ROLLING_OUT)))
     assert h["status"] == "Progressing"
-    assert h["message"].startswith("RollingOut")
+    assert h["message"].startswith(st.ROLLING_OUT)
 
 
-def test_not_ready_without_degraded_is_progressing() -> None:
-    h = health(serve(("Ready", "False", "PodsStarting")))
-    assert h == {"status": "Progressing", "message": "PodsStarting: PodsStarting message"}
+def test_unavailable_without_degraded_is_progressing() -> None:
+    h = health(serve((st.AVAILABLE, "False", st.DEPLOYMENT_UNAVAILABLE)))
+    assert h == {
+        "status": "Progressing",
+        "message": f"{st.DEPLOYMENT_UNAVAILABLE}: {st.DEPLOYMENT_UNAVAILABLE} message",
+    }
 
 
 def test_status_without_conditions() -> None:
@@ -101,5 +108,7 @@ def test_status_without_conditions() -> None:
 
 def test_condition_without_message_uses_reason() -> None:
     obj = serve()
-    obj["status"]["conditions"] = [{"type": "Degraded", "status": "True", "reason": "NoGPU"}]
-    assert health(obj) == {"status": "Degraded", "message": "NoGPU"}
+    obj["status"]["conditions"] = [
+        {"type": st.DEGRADED, "status": "True", "reason": st.INVALID_SPEC}
+    ]
+    assert health(obj) == {"status": "Degraded", "message": st.INVALID_SPEC}

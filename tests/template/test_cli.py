@@ -274,53 +274,43 @@ def test_failed_generate_keeps_an_existing_file(tmp_path, capsys, testkit_tokeni
     assert out.read_text() == "previous"
 
 
-def test_verify_and_render_bad_input(tmp_path, capsys, testkit_tokenizer_dir) -> None:
-    tok = str(testkit_tokenizer_dir)
-    code, _, err = run(
-        capsys, "verify", "--template", str(tmp_path / "missing"), "--tokenizer", tok
-    )
-    assert code == 2 and "cannot read template" in one_line_error(err)
-    code, _, err = run(
-        capsys,
-        "verify",
-        "--template",
-        str(testkit_tokenizer_dir / "chat_template.jinja"),
-        "--tokenizer",
-        tok,
-        "--prompt-style",
-        "odd",
-    )
-    assert code == 2 and "unknown prompt style" in one_line_error(err)
-    bad_json = _write(tmp_path / "m.json", "{not json")
-    code, _, err = run(
-        capsys,
-        "render",
-        "--template",
-        str(testkit_tokenizer_dir / "chat_template.jinja"),
-        "--tokenizer",
-        tok,
-        "--messages",
-        str(bad_json),
-    )
-    assert code == 2 and "is not JSON" in one_line_error(err)
-    roleless = _write(tmp_path / "r.json", '[{"role": "user", "content": "x"}, {"content": "y"}]')
-    code, _, err = run(
-        capsys,
-        "render",
-        "--template",
-        str(testkit_tokenizer_dir / "chat_template.jinja"),
-        "--tokenizer",
-        tok,
-        "--messages",
-        str(roleless),
-    )
-    assert code == 2 and "message 2 must be an object with a role" in one_line_error(err)
-    broken = _write(tmp_path / "t.jinja", "{{ raise_exception('nope') }}")
-    good = _write(tmp_path / "ok.json", '[{"role": "user", "content": "x"}]')
-    code, _, err = run(
-        capsys, "render", "--template", str(broken), "--tokenizer", tok, "--messages", str(good)
-    )
-    assert code == 1 and "nope" in one_line_error(err)
+GOOD_MESSAGES = '[{"role": "user", "content": "x"}]'
+
+
+@pytest.mark.parametrize(
+    ("command", "template", "messages", "extra", "code", "message"),
+    [
+        ("verify", None, None, [], 2, "cannot read template"),
+        ("verify", "stock", None, ["--prompt-style", "odd"], 2, "unknown prompt style"),
+        ("render", "stock", "{not json", [], 2, "is not JSON"),
+        (
+            "render",
+            "stock",
+            '[{"role": "user", "content": "x"}, {"content": "y"}]',
+            [],
+            2,
+            "message 2 must be an object with a role",
+        ),
+        ("render", "{{ raise_exception('nope') }}", GOOD_MESSAGES, [], 1, "nope"),
+    ],
+    ids=["missing-template", "prompt-style", "messages-json", "roleless-message", "raises"],
+)
+def test_verify_and_render_bad_input(
+    command, template, messages, extra, code, message, tmp_path, capsys, testkit_tokenizer_dir
+) -> None:
+    """``template``: None (a missing file), "stock" (the test kit's own) or a template's text."""
+    if template is None:
+        template_path = tmp_path / "missing"
+    elif template == "stock":
+        template_path = testkit_tokenizer_dir / "chat_template.jinja"
+    else:
+        template_path = _write(tmp_path / "t.jinja", template)
+    args = [command, "--template", str(template_path), "--tokenizer", str(testkit_tokenizer_dir)]
+    if messages is not None:
+        args += ["--messages", str(_write(tmp_path / "m.json", messages))]
+    got, stdout, err = run(capsys, *args, *extra)
+    assert got == code and stdout == ""
+    assert message in one_line_error(err)
 
 
 def test_tokenizer_sources_that_cannot_load(tmp_path: Path) -> None:

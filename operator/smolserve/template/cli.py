@@ -25,6 +25,13 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
+def _add_template_and_tokenizer(parser: argparse.ArgumentParser) -> None:
+    """The arguments ``verify`` and ``render`` share: a template file and its tokenizer."""
+    parser.add_argument("--template", required=True, metavar="FILE")
+    parser.add_argument("--tokenizer", required=True, metavar="SRC")
+    parser.add_argument("--revision")
+
+
 def register(subparsers: Any) -> None:
     group = subparsers.add_parser("template", help="generate, verify or render a chat template")
     commands = group.add_subparsers(dest="template_command", required=True)
@@ -58,9 +65,7 @@ def register(subparsers: Any) -> None:
     gen.set_defaults(func=_generate)
 
     ver = commands.add_parser("verify", help="render the verify battery and check the structure")
-    ver.add_argument("--template", required=True, metavar="FILE")
-    ver.add_argument("--tokenizer", required=True, metavar="SRC")
-    ver.add_argument("--revision")
+    _add_template_and_tokenizer(ver)
     ver.add_argument(
         "--prompt-style",
         default="fixed",
@@ -69,9 +74,7 @@ def register(subparsers: Any) -> None:
     ver.set_defaults(func=_verify)
 
     ren = commands.add_parser("render", help="print the prompt a template makes of messages")
-    ren.add_argument("--template", required=True, metavar="FILE")
-    ren.add_argument("--tokenizer", required=True, metavar="SRC")
-    ren.add_argument("--revision")
+    _add_template_and_tokenizer(ren)
     ren.add_argument("--messages", required=True, metavar="FILE", help="JSON list of messages")
     ren.add_argument("--tools", metavar="FILE", help="JSON list of tool definitions")
     ren.add_argument("--enable-thinking", type=_bool, metavar="true|false")
