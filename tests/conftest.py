@@ -1,11 +1,24 @@
-"""Fixtures shared across test folders: the offline test-kit tokenizers (built once a session)."""
+"""Fixtures shared across test folders: the offline test-kit tokenizers (built once a session),
+and the operator configuration. ``tests/support`` is importable from every test folder."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the `support` package
+
+from smolserve.manifests import OperatorConfig
+from support.factories import operator_config as _operator_config
+
+
+@pytest.fixture(scope="session")
+def operator_config() -> OperatorConfig:
+    """The one OperatorConfig of the tests (see ``support.factories.operator_config``)."""
+    return _operator_config()
 
 
 @pytest.fixture(scope="session")

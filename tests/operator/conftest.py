@@ -36,8 +36,8 @@ def api_client(cluster: EmulatedCluster) -> kubernetes.client.ApiClient:
 
 
 @pytest.fixture()
-def operator(cluster: EmulatedCluster) -> Iterator[OperatorThread]:
-    thread = OperatorThread(OperatorConfig(job_image="ghcr.io/smolserve/template-job:test"))
+def operator(cluster: EmulatedCluster, operator_config: OperatorConfig) -> Iterator[OperatorThread]:
+    thread = OperatorThread(operator_config)
     thread.start()
     yield thread
     thread.stop()

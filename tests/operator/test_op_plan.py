@@ -5,63 +5,84 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from smolserve import labels
 from smolserve.manifests import (
-    OperatorConfig,
+    build_parser_configmap,
     build_template_configmap,
     template_inputs_hash,
 )
 from smolserve.operator import status as st
 from smolserve.operator.apply import contains, merge_patch_for, with_last_applied
-from smolserve.operator.reconcile import Observed, Plan, plan
+from smolserve.operator.reconcile import (
+    Observed,
+    Plan,
+    SourceState,
+    plan,
+    read_spec,
+    refused,
+    split_owned,
+)
 from smolserve.spec import load_spec
+from support.factories import PVC_MODEL, operator_config, smolserve
 
-CONFIG = OperatorConfig(job_image="ghcr.io/smolserve/template-job:test")
+CONFIG = operator_config()
+UID = "u-1"
 NOW = "2026-11-25T12:00:00Z"
 LATER = "2026-11-25T12:05:00Z"
 
 
-def serve(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": labels.API_VERSION,
-        "kind": labels.KIND,
-        "metadata": {"name": "smol", "namespace": "ns", "uid": "u-1", "generation": 1},
-        "spec": {"model": {"pvc": {"claimName": "models", "path": "m"}}, **spec},
-    }
+def serve(uid: str = UID, **spec: Any) -> dict[str, Any]:
+    return smolserve({"model": PVC_MODEL, **spec}, namespace="ns", uid=uid, generation=1)
 
 
-def stored(obj: dict[str, Any], version: int) -> dict[str, Any]:
+def observed(body: dict[str, Any], children: list[dict[str, Any]], **kw: Any) -> Observed:
+    """What the reconciler hands the planner: the spec loaded once, the children split."""
+    owned, foreign = split_owned(children, body["metadata"]["uid"])
+    return Observed(body, read_spec(body), owned, foreign, **kw)
+
+
+def stored(obj: dict[str, Any], version: int, **status: Any) -> dict[str, Any]:
     """What the API server would hold after creating ``obj`` (plus defaults of its own)."""
     live = copy.deepcopy(obj)
     live["metadata"].update(uid=f"uid-{version}", resourceVersion=str(version), generation=1)
     live["metadata"]["creationTimestamp"] = f"2026-11-25T11:00:{version:02d}Z"
     if live["kind"] == "Service":
         live["spec"]["clusterIP"] = "10.0.0.1"  # a server default the operator must leave alone
+    if status:
+        live["status"] = status
     return live
 
 
 def template_cm(body: dict[str, Any], text: str, version: int) -> dict[str, Any]:
     inputs = template_inputs_hash(load_spec(body), CONFIG)
     cm = build_template_configmap(
-        serve="smol", namespace="ns", owner_uid="u-1", text=text, inputs_hash=inputs
+        serve="smol",
+        namespace="ns",
+        owner_uid=body["metadata"]["uid"],
+        text=text,
+        inputs_hash=inputs,
     )
     return stored(cm, version)
 
 
 def converge(body: dict[str, Any], children: list[dict[str, Any]]) -> tuple[Plan, list[dict]]:
     """Plan once and apply the plan to the children, as the API server would."""
-    first = plan(Observed(body, children), CONFIG, NOW)
+    first = plan(observed(body, children), CONFIG, NOW)
     live = list(children)
     for index, obj in enumerate(first.create):
         live.append(stored(obj, 50 + index))
     return first, live
 
 
+def condition(result: Plan, type_: str) -> dict[str, Any]:
+    assert result.status is not None
+    return next(c for c in result.status["conditions"] if c["type"] == type_)
+
+
 def test_without_a_template_a_job_is_created_and_no_deployment() -> None:
-    result = plan(Observed(serve(), []), CONFIG, NOW)
+    result = plan(observed(serve(), []), CONFIG, NOW)
     kinds = [o["kind"] for o in result.create]
-    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job", "Service"]
-    assert result.status["conditions"][0]["reason"] == st.TEMPLATE_JOB_RUNNING
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Job", "ConfigMap", "Service"]
+    assert condition(result, st.TEMPLATE_READY)["reason"] == st.TEMPLATE_JOB_RUNNING
     assert result.status["phase"] == st.PENDING
 
 
@@ -80,7 +101,7 @@ def test_a_ready_template_deploys_and_then_nothing_is_written() -> None:
         },
     } in volumes
     body["status"] = first.status
-    again = plan(Observed(body, live), CONFIG, LATER)
+    again = plan(observed(body, live), CONFIG, LATER)
     assert again.writes == 0 and again.events == []
 
 
@@ -89,7 +110,7 @@ def test_a_changed_spec_patches_only_what_changed() -> None:
     first, live = converge(body, [template_cm(body, "T1", 1)])
     body["status"] = first.status
     body["spec"]["replicas"] = 3
-    result = plan(Observed(body, live), CONFIG, LATER)
+    result = plan(observed(body, live), CONFIG, LATER)
     patches = {ref.kind: patch for ref, patch in result.patch}
     assert set(patches) == {"Deployment"} and patches["Deployment"]["spec"] == {"replicas": 3}
     assert result.create == [] and result.delete == []
@@ -100,15 +121,15 @@ def test_a_failed_job_degrades_and_leaves_the_deployment_alone() -> None:
     first, live = converge(body, [template_cm(body, "T1", 1)])
     body["status"] = first.status
     body["spec"]["template"] = {"variant": "seed"}
-    job = next(o for o in plan(Observed(body, live), CONFIG, NOW).create if o["kind"] == "Job")
+    job = next(o for o in plan(observed(body, live), CONFIG, NOW).create if o["kind"] == "Job")
     failed = stored(job, 90)
     failed["status"] = {
         "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
     }
     messages = {job["metadata"]["name"]: "template failed verification: tool-calls 0/20 FAIL"}
-    result = plan(Observed(body, [*live, failed], job_messages=messages), CONFIG, LATER)
+    result = plan(observed(body, [*live, failed], job_messages=messages), CONFIG, LATER)
     assert result.create == [] and result.patch == []
-    degraded = result.status["conditions"][3]
+    degraded = condition(result, st.DEGRADED)
     assert (degraded["status"], degraded["reason"]) == ("True", st.TEMPLATE_JOB_FAILED)
     assert "tool-calls 0/20 FAIL" in degraded["message"]
     assert degraded["lastTransitionTime"] == LATER
@@ -125,29 +146,141 @@ def test_pruning_keeps_the_one_in_use_and_the_newest() -> None:
     first, live = converge(body, [*old, in_use])
     body["status"] = first.status
     newest = template_cm(serve(template={"closeSystemTurn": False}), "T-open", 9)
-    result = plan(Observed(body, [*live, newest]), CONFIG, LATER)
+    result = plan(observed(body, [*live, newest]), CONFIG, LATER)
     assert [ref.name for ref in result.delete] == [old[0]["metadata"]["name"]]
 
 
 def test_a_bad_spec_is_degraded_without_children() -> None:
-    result = plan(Observed(serve(replicas="many"), []), CONFIG, NOW)
+    result = plan(observed(serve(replicas="many"), []), CONFIG, NOW)
     assert result.create == [] and result.patch == []
     assert result.status["phase"] == st.DEGRADED_PHASE
-    assert result.status["conditions"][3]["reason"] == st.INVALID_SPEC
+    assert condition(result, st.DEGRADED)["reason"] == st.INVALID_SPEC
     assert [e.type for e in result.events if e.reason == st.INVALID_SPEC] == ["Warning", "Warning"]
 
 
 def test_a_refused_write_is_degraded_and_not_retried() -> None:
     body = serve()
-    refused = "HTTP 403: roles.rbac.authorization.k8s.io is forbidden"
-    result = plan(Observed(body, [], apply_error=refused), CONFIG, NOW)
+    error = "HTTP 403: roles.rbac.authorization.k8s.io is forbidden"
+    result = refused(plan(observed(body, []), CONFIG, NOW), error, body, NOW)
     assert result.create == result.patch == result.delete == []
-    degraded = result.status["conditions"][3]
+    degraded = condition(result, st.DEGRADED)
     assert (degraded["status"], degraded["reason"], degraded["message"]) == (
         "True",
         st.APPLY_FAILED,
-        refused,
+        error,
     )
+    # The rest of the status is what the plan found: the template Job is still to run.
+    assert condition(result, st.TEMPLATE_READY)["reason"] == st.TEMPLATE_JOB_RUNNING
+
+
+def _predecessors(children: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same children, owned by a deleted SmolServe of the same name (another uid)."""
+    old = copy.deepcopy(children)
+    for obj in old:
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            ref["uid"] = "u-old"
+    return old
+
+
+def test_a_predecessors_children_are_never_touched_and_their_names_wait() -> None:
+    previous = serve(uid="u-old")
+    _, old_live = converge(previous, [template_cm(previous, "T1", 1)])
+    body = serve()  # re-created under the same name: a new uid
+    result = plan(observed(body, _predecessors(old_live)), CONFIG, NOW)
+    # Nothing of the predecessor is patched or deleted, and no desired name it holds is created.
+    assert result.patch == [] and result.delete == []
+    created = {(o["kind"], o["metadata"]["name"]) for o in result.create}
+    held = {(o["kind"], o["metadata"]["name"]) for o in old_live}
+    assert not created & held
+    # Its template ConfigMap is not this SmolServe's: no Deployment is built from it.
+    assert "Deployment" not in {kind for kind, _ in created}
+    waiting = condition(result, st.PROGRESSING)
+    assert (waiting["status"], waiting["reason"]) == ("True", st.WAITING_FOR_PREDECESSOR)
+    assert "ServiceAccount ns/smol-template" in waiting["message"]
+    assert condition(result, st.DEGRADED)["status"] == "False"
+
+
+def test_once_the_predecessor_is_collected_the_new_smolserve_gets_its_own_children() -> None:
+    body = serve()
+    result = plan(observed(body, []), CONFIG, NOW)
+    job = next(o for o in result.create if o["kind"] == "Job")
+    assert job["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert condition(result, st.PROGRESSING)["reason"] == st.TEMPLATE_JOB_RUNNING
+
+
+def test_a_labelled_object_nobody_handed_over_is_a_name_conflict() -> None:
+    body = serve()
+    first, live = converge(body, [template_cm(body, "T1", 1)])
+    stranger = copy.deepcopy(next(o for o in live if o["kind"] == "Service"))
+    stranger["metadata"]["ownerReferences"] = []
+    children = [o for o in live if o["kind"] != "Service"] + [stranger]
+    body["status"] = first.status
+    result = plan(observed(body, children), CONFIG, LATER)
+    assert not any(ref.kind == "Service" for ref, _ in result.patch)
+    assert not any(o["kind"] == "Service" for o in result.create)
+    degraded = condition(result, st.DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", st.NAME_CONFLICT)
+    assert "Service ns/smol" in degraded["message"]
+
+
+def test_a_deployment_whose_template_configmap_is_gone_is_degraded() -> None:
+    body = serve()
+    first, live = converge(body, [template_cm(body, "T1", 1)])
+    body["status"] = first.status
+    without = [o for o in live if o["metadata"]["name"] != first.status["templateConfigMap"]]
+    result = plan(observed(body, without), CONFIG, LATER)
+    degraded = condition(result, st.DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", st.TEMPLATE_CONFIGMAP_MISSING)
+    assert first.status["templateConfigMap"] in degraded["message"]
+    assert not any(ref.kind == "Deployment" for ref, _ in result.patch)  # rolls nothing
+    assert [o["kind"] for o in result.create] == ["Job"]  # publishes it again
+
+
+def test_a_succeeded_job_whose_configmap_vanished_runs_again() -> None:
+    body = serve()
+    job = next(o for o in plan(observed(body, []), CONFIG, NOW).create if o["kind"] == "Job")
+    done = {
+        "conditions": [{"type": "Complete", "status": "True"}],
+        "completionTime": "2026-11-25T11:59:50Z",
+    }
+    live = [stored(job, 40, **done)]
+    soon = plan(observed(body, live), CONFIG, NOW)  # 10 s: the ConfigMap may just be late
+    assert soon.delete == [] and "waiting for its ConfigMap" in soon.findings.template.message
+    later = plan(observed(body, live), CONFIG, LATER)
+    assert [(r.kind, r.name) for r in later.delete] == [("Job", job["metadata"]["name"])]
+
+
+def test_a_parser_configmap_no_longer_wanted_goes_once_nothing_mounts_it() -> None:
+    body = serve()
+    first, live = converge(body, [template_cm(body, "T1", 1)])
+    body["status"] = first.status
+    old_plugin = stored(
+        build_parser_configmap(load_spec(body), operator_config(parser_plugin="# old")), 70
+    )
+    result = plan(observed(body, [*live, old_plugin]), CONFIG, LATER)
+    assert [r.name for r in result.delete] == [old_plugin["metadata"]["name"]]
+    # While the live Deployment still mounts it (a rollout pending), it stays.
+    deployment = next(o for o in live if o["kind"] == "Deployment")
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    mounting = next(v for v in volumes if v["name"] == "parsers")
+    mounting["configMap"]["name"] = old_plugin["metadata"]["name"]
+    body["spec"]["template"] = {"variant": "seed"}  # a new template is pending: no roll yet
+    pending = plan(observed(body, [*live, old_plugin]), CONFIG, LATER)
+    assert old_plugin["metadata"]["name"] not in [r.name for r in pending.delete]
+
+
+def test_a_missing_configmap_source_is_degraded_with_the_reason() -> None:
+    body = serve(template={"source": "configMap", "configMapRef": {"name": "mine"}})
+    problem = "ConfigMap 'mine' is not labelled app.kubernetes.io/part-of=smolserve"
+    result = plan(observed(body, [], source=SourceState(None, problem)), CONFIG, NOW)
+    assert "Job" not in [o["kind"] for o in result.create]
+    degraded = condition(result, st.DEGRADED)
+    assert (degraded["reason"], degraded["message"]) == (st.SOURCE_CONFIGMAP_MISSING, problem)
+    # With the text known, its hash is an input: an edit is a new Job.
+    one = plan(observed(body, [], source=SourceState("a" * 64)), CONFIG, NOW)
+    two = plan(observed(body, [], source=SourceState("b" * 64)), CONFIG, NOW)
+    jobs = [next(o for o in p.create if o["kind"] == "Job") for p in (one, two)]
+    assert jobs[0]["metadata"]["name"] != jobs[1]["metadata"]["name"]
 
 
 def test_contains_ignores_server_defaults_but_not_changes() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from smolserve.manifests import OperatorConfig
+from smolserve.operator.runtime import Reconciler
 
 T = TypeVar("T")
 
@@ -16,23 +17,27 @@ class OperatorThread:
     """``smolserve.operator.runner.run`` in its own thread with its own event loop.
 
     kopf cancels every asyncio task created after it starts, so it must not share a loop with
-    the test or the emulator. Stopping and starting again is an operator restart.
+    the test or the emulator. Stopping and starting again is an operator restart: a new
+    ``reconciler`` (the operator's whole state), which tests read to see what it processed.
     """
 
     def __init__(self, config: OperatorConfig) -> None:
         self.config = config
+        self.reconciler: Reconciler | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error: BaseException | None = None
 
     def _run(self, ready: threading.Event) -> None:
+        from smolserve.operator.kube import Kube
         from smolserve.operator.runner import run
 
         try:
+            self.reconciler = Reconciler(Kube.from_environment(), self.config)
             run(
                 scanning=False,
                 standalone=True,
-                config=self.config,
+                reconciler=self.reconciler,
                 stop_flag=self._stop,
                 ready_flag=ready,
             )

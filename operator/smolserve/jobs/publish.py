@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,27 +82,80 @@ def verified_text(request: PublishRequest) -> str:
     return text
 
 
-def publish_configmap(api: Any, body: dict[str, Any]) -> str:
-    """Create the ConfigMap; accept an existing one with the same data. Returns its name."""
+# How long a Job waits for the garbage collector to remove a ConfigMap of the same name that
+# belongs to a deleted SmolServe of the same name (the owner goes first, its children after).
+PREDECESSOR_WAIT_SECONDS = 120.0
+
+
+def _controller_uid(meta: Any) -> str | None:
+    for ref in meta.owner_references or []:
+        if ref.controller:
+            return ref.uid
+    return None
+
+
+def _create(api: Any, body: dict[str, Any]) -> bool:
+    """Create the ConfigMap; False when one of that name exists already."""
     from kubernetes.client.exceptions import ApiException
 
-    name = body["metadata"]["name"]
-    namespace = body["metadata"]["namespace"]
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     try:
         api.create_namespaced_config_map(namespace, body)
-        _log(f"created ConfigMap {namespace}/{name}")
-        return name
     except ApiException as exc:
         if exc.status != 409:
             raise SmolserveError(
                 f"cannot create ConfigMap {namespace}/{name}: {exc.status} {exc.reason}"
             ) from exc
+        return False
+    _log(f"created ConfigMap {namespace}/{name}")
+    return True
+
+
+def _read(api: Any, name: str, namespace: str) -> Any:
+    """The ConfigMap, or None when it does not exist."""
+    from kubernetes.client.exceptions import ApiException
+
     try:
-        existing = api.read_namespaced_config_map(name, namespace)
+        return api.read_namespaced_config_map(name, namespace)
     except ApiException as exc:
+        if exc.status == 404:
+            return None
         raise SmolserveError(
             f"ConfigMap {namespace}/{name} exists but cannot be read: {exc.status} {exc.reason}"
         ) from exc
+
+
+def publish_configmap(
+    api: Any, body: dict[str, Any], *, wait_seconds: float = PREDECESSOR_WAIT_SECONDS
+) -> str:
+    """Create the ConfigMap; accept an existing one of this owner with the same data.
+
+    One that belongs to another owner (a deleted SmolServe of the same name whose children the
+    garbage collector has not removed yet) is never taken over: the Job waits until it is gone,
+    then creates its own. Returns the ConfigMap's name.
+    """
+    name = body["metadata"]["name"]
+    namespace = body["metadata"]["namespace"]
+    owner = (body["metadata"].get("ownerReferences") or [{}])[0].get("uid")
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.5
+    while True:
+        if _create(api, body):
+            return name
+        existing = _read(api, name, namespace)
+        if existing is None:
+            continue  # deleted in between: create it now
+        theirs = _controller_uid(existing.metadata)
+        if owner is None or theirs == owner:
+            break
+        if time.monotonic() >= deadline:
+            raise SmolserveError(
+                f"ConfigMap {namespace}/{name} still belongs to another owner (uid {theirs}) "
+                f"after {wait_seconds:.0f} s; delete it to publish this SmolServe's template"
+            )
+        _log(f"ConfigMap {namespace}/{name} belongs to another owner (uid {theirs}): waiting")
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
     if (existing.data or {}) != body["data"]:
         raise SmolserveError(f"ConfigMap {namespace}/{name} exists with different content")
     _log(f"ConfigMap {namespace}/{name} already exists with this template")

@@ -7,8 +7,6 @@ Shared by the operator and ``smolserve render``. Builders take a ``SmolServeSpec
 
 from __future__ import annotations
 
-from typing import Any
-
 from smolserve.manifests.common import (
     TEMPLATE_PATH,
     TEMPLATE_SHA256_ANNOTATION,
@@ -18,11 +16,16 @@ from smolserve.manifests.common import (
     selector_string,
     standard_labels,
 )
+from smolserve.manifests.desired import DesiredState, ServedTemplate, desired_state
 from smolserve.manifests.server import (
+    TEMPLATE_HISTORY,
     build_deployment,
     build_parser_configmap,
     build_service,
+    mounted_configmaps,
+    mounted_template,
     parser_configmap_name,
+    served_template_hash,
     uses_parser_plugin,
     vllm_args,
 )
@@ -36,24 +39,29 @@ from smolserve.manifests.template import (
     template_job_name,
     template_rbac_name,
 )
-from smolserve.spec import SmolServeSpec
 
 __all__ = [
+    "TEMPLATE_HISTORY",
     "TEMPLATE_PATH",
     "TEMPLATE_SHA256_ANNOTATION",
+    "DesiredState",
     "OperatorConfig",
-    "build_children",
+    "ServedTemplate",
     "build_deployment",
     "build_parser_configmap",
     "build_service",
     "build_template_configmap",
     "build_template_job",
     "build_template_rbac",
+    "desired_state",
+    "mounted_configmaps",
+    "mounted_template",
     "owner_references",
     "parser_configmap_name",
     "publish_template_args",
     "selector_labels",
     "selector_string",
+    "served_template_hash",
     "standard_labels",
     "template_configmap_name",
     "template_inputs_hash",
@@ -62,32 +70,3 @@ __all__ = [
     "uses_parser_plugin",
     "vllm_args",
 ]
-
-
-def build_children(
-    spec: SmolServeSpec,
-    config: OperatorConfig,
-    *,
-    inputs_hash: str | None = None,
-    template_configmap: str | None = None,
-    template_hash: str | None = None,
-) -> list[dict[str, Any]]:
-    """Every child but the template ConfigMap (the Job makes it), in creation order.
-
-    The Deployment is included only when a verified template is known (``template_configmap``
-    and its ``template_hash``): it is never created before one exists.
-    """
-    children = [
-        *build_template_rbac(spec),
-        build_template_job(spec, config, inputs_hash=inputs_hash),
-    ]
-    if uses_parser_plugin(spec):
-        children.append(build_parser_configmap(spec, config))
-    if template_configmap and template_hash:
-        children.append(
-            build_deployment(
-                spec, config, template_configmap=template_configmap, template_hash=template_hash
-            )
-        )
-    children.append(build_service(spec))
-    return children

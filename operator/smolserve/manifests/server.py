@@ -9,6 +9,7 @@ user is root, so the pod sets uid 10001 and points HOME and the hub cache at an 
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -41,6 +42,13 @@ SERVER_UID = 10001  # a high uid: no clash with a host user (checkov CKV_K8S_40)
 STARTUP_PERIOD_SECONDS = 10
 STARTUP_FAILURE_THRESHOLD = 360  # 360 x 10 s = 1 h
 PLUGIN_PATH = f"{PARSERS_DIR}/{PARSER_PLUGIN_FILE}"
+# Volume names the operator reads back from a live Deployment (see ``mounted_configmaps``).
+TEMPLATE_VOLUME = "template"
+PARSERS_VOLUME = "parsers"
+# The Deployment's revisionHistoryLimit and the number of template ConfigMaps the operator
+# keeps are one number: `kubectl rollout undo` can then never go back to a pod template whose
+# ConfigMap is gone.
+TEMPLATE_HISTORY = 3
 
 
 def uses_parser_plugin(spec: SmolServeSpec) -> bool:
@@ -187,11 +195,11 @@ def build_deployment(
         {"name": "HOME", "value": CACHE_DIR},
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
         *hub_token_env(spec),
-        *[dict(e) for e in spec.engine.env],
+        *copy.deepcopy(list(spec.engine.env)),
     ]
     volumes: list[dict[str, Any]] = [
         {
-            "name": "template",
+            "name": TEMPLATE_VOLUME,
             "configMap": {
                 "name": template_configmap,
                 "items": [{"key": TEMPLATE_KEY, "path": TEMPLATE_KEY}],
@@ -201,16 +209,16 @@ def build_deployment(
         {"name": "cache", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
-        {"name": "template", "mountPath": TEMPLATE_DIR, "readOnly": True},
+        {"name": TEMPLATE_VOLUME, "mountPath": TEMPLATE_DIR, "readOnly": True},
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "cache", "mountPath": CACHE_DIR},
     ]
     annotations = {labels.TEMPLATE_HASH: template_hash}
     if uses_parser_plugin(spec):
         volumes.append(
-            {"name": "parsers", "configMap": {"name": parser_configmap_name(spec, config)}}
+            {"name": PARSERS_VOLUME, "configMap": {"name": parser_configmap_name(spec, config)}}
         )
-        mounts.append({"name": "parsers", "mountPath": PARSERS_DIR, "readOnly": True})
+        mounts.append({"name": PARSERS_VOLUME, "mountPath": PARSERS_DIR, "readOnly": True})
         annotations[labels.PARSERS_HASH] = sha256_hex(config.parser_plugin)[:8]
     if spec.model.pvc is not None:
         volumes.append(
@@ -279,10 +287,11 @@ def build_deployment(
         ]
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
+    # Copies: the manifests never share a mutable value with the spec (or with each other).
     if spec.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+        pod_spec["tolerations"] = copy.deepcopy(list(spec.tolerations))
     if spec.affinity:
-        pod_spec["affinity"] = spec.affinity
+        pod_spec["affinity"] = copy.deepcopy(spec.affinity)
     if spec.runtime_class_name:
         pod_spec["runtimeClassName"] = spec.runtime_class_name
 
@@ -292,9 +301,7 @@ def build_deployment(
         "metadata": child_metadata(spec, spec.name, SERVER),
         "spec": {
             "replicas": spec.replicas,
-            # Kept equal to the number of template ConfigMaps the operator keeps, so a
-            # `kubectl rollout undo` cannot go back to a pod template whose ConfigMap is gone.
-            "revisionHistoryLimit": 3,
+            "revisionHistoryLimit": TEMPLATE_HISTORY,
             "selector": {"matchLabels": selector_labels(spec.name)},
             "strategy": {
                 "type": "RollingUpdate",
@@ -339,3 +346,30 @@ def build_service(spec: SmolServeSpec) -> dict[str, Any]:
             ],
         },
     }
+
+
+# --- reading back what the builders wrote (the operator's view of a live Deployment) ----------
+
+
+def _pod_spec(deployment: dict[str, Any] | None) -> dict[str, Any]:
+    return ((deployment or {}).get("spec") or {}).get("template", {}).get("spec") or {}
+
+
+def mounted_template(deployment: dict[str, Any] | None) -> str | None:
+    """The template ConfigMap a Deployment built by ``build_deployment`` mounts."""
+    for volume in _pod_spec(deployment).get("volumes") or []:
+        if volume.get("name") == TEMPLATE_VOLUME:
+            return (volume.get("configMap") or {}).get("name")
+    return None
+
+
+def mounted_configmaps(deployment: dict[str, Any] | None) -> set[str]:
+    """Every ConfigMap a Deployment mounts (the operator never deletes one of these)."""
+    volumes = _pod_spec(deployment).get("volumes") or []
+    return {v["configMap"]["name"] for v in volumes if (v.get("configMap") or {}).get("name")}
+
+
+def served_template_hash(deployment: dict[str, Any] | None) -> str | None:
+    """The template hash (8 hex) on a Deployment's pod template."""
+    meta = ((deployment or {}).get("spec") or {}).get("template", {}).get("metadata") or {}
+    return (meta.get("annotations") or {}).get(labels.TEMPLATE_HASH)

@@ -10,27 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
-from smolserve import __version__, labels
+from smolserve import __version__
 from smolserve.errors import SmolserveError
+from smolserve.kinds import Ref
 
 MERGE_PATCH = "application/merge-patch+json"
 USER_AGENT = f"smolserve-operator/{__version__}"
-
-# kind → (API path prefix, plural) for everything the operator reads or writes.
-PATHS = {
-    "ConfigMap": ("/api/v1", "configmaps"),
-    "Service": ("/api/v1", "services"),
-    "ServiceAccount": ("/api/v1", "serviceaccounts"),
-    "Pod": ("/api/v1", "pods"),
-    "Deployment": ("/apis/apps/v1", "deployments"),
-    "Job": ("/apis/batch/v1", "jobs"),
-    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
-    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
-    labels.KIND: (f"/apis/{labels.API_VERSION}", labels.PLURAL),
-}
 
 
 def load_configuration() -> Any:
@@ -56,29 +43,6 @@ class ApiError(SmolserveError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class Ref:
-    """Which object: kind, namespace, name."""
-
-    kind: str
-    namespace: str | None
-    name: str
-
-    @classmethod
-    def of(cls, obj: dict[str, Any]) -> Ref:
-        meta = obj["metadata"]
-        return cls(obj["kind"], meta.get("namespace"), meta["name"])
-
-    def collection(self) -> str:
-        prefix, plural = PATHS[self.kind]
-        if self.namespace:
-            return f"{prefix}/namespaces/{self.namespace}/{plural}"
-        return f"{prefix}/{plural}"
-
-    def path(self, subresource: str | None = None) -> str:
-        return f"{self.collection()}/{self.name}" + (f"/{subresource}" if subresource else "")
 
 
 class Kube:

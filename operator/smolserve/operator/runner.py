@@ -11,8 +11,9 @@ from typing import Any
 import kopf
 
 from smolserve.manifests import OperatorConfig
-from smolserve.operator.handlers import Runtime, register
+from smolserve.operator.handlers import register
 from smolserve.operator.kube import Kube, load_configuration
+from smolserve.operator.runtime import Reconciler
 from smolserve.operator.settings import build_settings
 
 
@@ -34,10 +35,10 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
-def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(login)
-    register(registry, runtime)
+    register(registry, reconciler)
     return registry
 
 
@@ -49,16 +50,23 @@ def run(
     liveness: str | None = None,
     scanning: bool = True,
     config: OperatorConfig | None = None,
+    reconciler: Reconciler | None = None,
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
 ) -> None:
-    """Run the operator until stopped; blocking (it owns the calling thread's event loop)."""
-    runtime = Runtime(Kube.from_environment(), config or OperatorConfig.from_env())
+    """Run the operator until stopped; blocking (it owns the calling thread's event loop).
+
+    ``reconciler``: one built by the caller (tests read its progress); else one from the
+    environment (``KUBECONFIG`` or in-cluster) and ``config``.
+    """
+    reconciler = reconciler or Reconciler(
+        Kube.from_environment(), config or OperatorConfig.from_env()
+    )
     # kopf pauses every peer when two share a priority: each process draws its own.
     priority = random.randint(1, 2**31 - 1) if peering else None
     asyncio.run(
         kopf.operator(
-            registry=build_registry(runtime),
+            registry=build_registry(reconciler),
             settings=build_settings(scanning=scanning),
             standalone=standalone or peering is None,
             peering_name=peering,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import kopf
 
 from smolserve import labels
-from smolserve.operator.handlers import CHILD_RESOURCES
+from smolserve.kinds import CHILDREN
+from smolserve.operator.runtime import SOURCE_LABEL
 
 
 def build_settings(*, scanning: bool = True) -> kopf.OperatorSettings:
@@ -23,9 +24,10 @@ def build_settings(*, scanning: bool = True) -> kopf.OperatorSettings:
     settings.posting.loggers = False  # not every log line
     settings.posting.reporting_component = labels.MANAGER
     settings.scanning.disabled = not scanning
-    # Only our children: the API server filters what kopf watches (user ConfigMaps aside,
-    # which a configMap template source needs).
-    for kind, (group, _, plural) in CHILD_RESOURCES.items():
-        if kind != "ConfigMap":
-            settings.watching.label_selectors[group, plural] = labels.SERVE
+    # The API server filters what kopf lists and watches: only the children, by their label,
+    # and of the ConfigMaps only those labelled part-of=smolserve (the children, which carry
+    # it too, and users' template sources) — never every ConfigMap in the cluster.
+    for child in CHILDREN:
+        selector = labels.SERVE if child.kind != "ConfigMap" else "=".join(SOURCE_LABEL)
+        settings.watching.label_selectors[child.group, child.plural] = selector
     return settings

@@ -21,6 +21,9 @@ TEMPLATE_VERIFIED = "TemplateVerified"
 TEMPLATE_JOB_RUNNING = "TemplateJobRunning"
 TEMPLATE_JOB_FAILED = "TemplateJobFailed"
 SOURCE_CONFIGMAP_MISSING = "SourceConfigMapMissing"
+TEMPLATE_CONFIGMAP_MISSING = "TemplateConfigMapMissing"
+WAITING_FOR_PREDECESSOR = "WaitingForPredecessor"
+NAME_CONFLICT = "NameConflict"
 INVALID_SPEC = "InvalidSpec"
 APPLY_FAILED = "ApplyFailed"
 DEPLOYMENT_AVAILABLE = "MinimumReplicasAvailable"
@@ -56,6 +59,8 @@ class Findings:
     endpoint: str | None
     selector: str | None
     model_revision: str | None = None
+    # Progressing, when desired objects wait for a deleted predecessor's to be collected.
+    waiting: Condition | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ def conditions_for(findings: Findings) -> list[Condition]:
     template = findings.template
     if rollout is not None:
         progressing = rollout
+    elif findings.waiting is not None:
+        progressing = findings.waiting
     elif template.reason == TEMPLATE_JOB_RUNNING:
         progressing = Condition(PROGRESSING, True, TEMPLATE_JOB_RUNNING, template.message)
     else:
