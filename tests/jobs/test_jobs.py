@@ -5,6 +5,7 @@ arguments and environment, through ``smolserve.cli.main``, against the Kubernete
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +252,41 @@ def test_publish_is_idempotent_and_refuses_a_different_text(cluster, owner_uid):
     tampered = {**body, "data": {"chat_template.jinja": "B"}}
     with pytest.raises(SmolserveError, match="exists with different content"):
         publish_configmap(api, tampered)
+
+
+def test_a_predecessors_configmap_is_waited_out_never_taken_over(cluster, owner_uid):
+    """A SmolServe deleted and re-created under its name: the old template ConfigMap (same
+    content-addressed name, the old owner's uid) is not claimed; the Job waits for the garbage
+    collector and publishes its own, or says which ConfigMap blocks it."""
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    api = client.CoreV1Api(api_client)
+    # The predecessor: another SmolServe's uid (it exists, so the emulator's collector waits).
+    predecessor = serve({}, None)
+    predecessor["metadata"]["name"] = "gone"
+    previous_uid = client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        labels.GROUP, labels.VERSION, "default", labels.PLURAL, predecessor
+    )["metadata"]["uid"]
+    old = build_template_configmap(
+        serve="smol", namespace="default", owner_uid=previous_uid, text="A", inputs_hash="1" * 64
+    )
+    mine = build_template_configmap(
+        serve="smol", namespace="default", owner_uid=owner_uid, text="A", inputs_hash="2" * 64
+    )
+    api.create_namespaced_config_map("default", old)
+    with pytest.raises(SmolserveError, match="still belongs to another owner"):
+        publish_configmap(api, mine, wait_seconds=0.5)
+    (cm,) = configmaps(cluster)
+    assert cm["metadata"]["labels"][labels.INPUTS_HASH] == "1" * 8  # untouched
+
+    name = old["metadata"]["name"]
+    gone = threading.Timer(0.3, api.delete_namespaced_config_map, (name, "default"))
+    gone.start()
+    assert publish_configmap(api, mine, wait_seconds=10) == name
+    gone.join()
+    (cm,) = configmaps(cluster)
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == owner_uid
 
 
 def test_publishing_the_same_text_for_new_inputs_moves_the_inputs_label(cluster, owner_uid):

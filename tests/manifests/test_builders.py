@@ -3,6 +3,7 @@ labels, owner references."""
 
 from __future__ import annotations
 
+import copy
 import json
 from importlib import resources
 from typing import Any
@@ -13,13 +14,14 @@ import pytest
 from smolserve import labels
 from smolserve.manifests import (
     OperatorConfig,
-    build_children,
+    ServedTemplate,
     build_deployment,
     build_parser_configmap,
     build_service,
     build_template_configmap,
     build_template_job,
     build_template_rbac,
+    desired_state,
     selector_string,
     template_configmap_name,
     template_inputs_hash,
@@ -523,7 +525,9 @@ def test_service_exposes_the_http_port_of_the_server_pods():
 
 def _all(spec: dict[str, Any] | None = None, **kw: Any) -> list[dict[str, Any]]:
     s = spec_of({"parsers": {"reasoning": "smollm3"}, **(spec or {})}, **kw)
-    children = build_children(s, CONFIG, template_configmap=CM, template_hash="1234abcd")
+    template = ServedTemplate(CM, "1234abcd")
+    inputs = template_inputs_hash(s, CONFIG)
+    children = desired_state(s, CONFIG, inputs_hash=inputs, template=template).objects()
     children.append(
         build_template_configmap(
             serve=s.name, namespace=s.namespace, owner_uid=s.uid, text="x", inputs_hash="0" * 64
@@ -535,7 +539,7 @@ def _all(spec: dict[str, Any] | None = None, **kw: Any) -> list[dict[str, Any]]:
 def test_every_child_has_the_standard_labels_and_a_controller_owner():
     children = _all()
     assert [c["kind"] for c in children] == [
-        "ServiceAccount", "Role", "RoleBinding", "Job", "ConfigMap", "Deployment", "Service",
+        "ServiceAccount", "Role", "RoleBinding", "Job", "ConfigMap", "Service", "Deployment",
         "ConfigMap",
     ]  # fmt: skip
     for child in children:
@@ -564,8 +568,21 @@ def test_without_a_uid_there_is_no_owner_reference():
 
 
 def test_no_deployment_before_a_template_exists():
-    kinds = [c["kind"] for c in build_children(spec_of(), CONFIG)]
+    spec = spec_of()
+    desired = desired_state(
+        spec, CONFIG, inputs_hash=template_inputs_hash(spec, CONFIG), template=None
+    )
+    kinds = [c["kind"] for c in desired.objects()]
+    assert desired.deployment is None
     assert "Deployment" not in kinds and "Job" in kinds and "Service" in kinds
+
+
+def test_no_job_while_the_template_inputs_cannot_be_known():
+    spec = spec_of({"template": {"source": "configMap", "configMapRef": {"name": "t"}}})
+    desired = desired_state(spec, CONFIG, inputs_hash=None, template=None)
+    assert desired.job is None and [c["kind"] for c in desired.objects()] == [
+        "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -595,12 +612,65 @@ def test_long_names_stay_within_kubernetes_limits():
         kubernetes_validate.validate(child, "1.37.0", strict=True)
 
 
+MUTABLE_SPEC = {
+    "lora": {"adapters": ADAPTERS},
+    "nodeSelector": {"gpu": "h100"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                ]
+            }
+        }
+    },
+    "engine": {
+        "env": [
+            {"name": "A", "value": "1"},
+            {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+        ]
+    },
+    "service": {"annotations": {"lb": "internal"}},
+}
+
+
+def _scramble(node: Any) -> None:
+    """Change every value inside ``node`` in place (what a caller editing a manifest does)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, dict | list):
+                _scramble(value)
+            else:
+                node[key] = "changed"
+    elif isinstance(node, list):
+        for item in node:
+            _scramble(item)
+        node.append("extra")
+
+
 def test_builders_do_not_mutate_or_share_state():
-    s = spec_of({"lora": {"adapters": ADAPTERS}, "nodeSelector": {"a": "b"}})
-    first = build_deployment(s, CONFIG, template_configmap=CM, template_hash="1234abcd")
-    first["spec"]["template"]["spec"]["nodeSelector"]["a"] = "changed"
-    again = build_deployment(s, CONFIG, template_configmap=CM, template_hash="1234abcd")
-    assert again["spec"]["template"]["spec"]["nodeSelector"] == {"a": "b"}
+    """Every mutable value the builders copy from the spec (affinity, env, tolerations,
+    nodeSelector, service annotations) is a deep copy: editing one manifest changes neither
+    the spec nor the next manifest built from it."""
+    s = spec_of(MUTABLE_SPEC)
+    before = copy.deepcopy(s.to_dict())
+    template = ServedTemplate(CM, "1234abcd")
+    for _ in range(2):
+        first = desired_state(s, CONFIG, inputs_hash="0" * 64, template=template).objects()
+        pod = next(o for o in first if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+        copied = [pod["nodeSelector"], pod["tolerations"], pod["affinity"]]
+        copied.append(pod["containers"][0]["env"])
+        copied.append(next(o for o in first if o["kind"] == "Service")["metadata"]["annotations"])
+        for value in copied:
+            _scramble(value)
+        assert s.to_dict() == before
+    again = desired_state(s, CONFIG, inputs_hash="0" * 64, template=template).objects()
+    pod = next(o for o in again if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == MUTABLE_SPEC["nodeSelector"]
+    assert pod["tolerations"] == MUTABLE_SPEC["tolerations"]
+    assert pod["affinity"] == MUTABLE_SPEC["affinity"]
+    assert pod["containers"][0]["env"][-2:] == MUTABLE_SPEC["engine"]["env"]
 
 
 def test_operator_config_from_env():

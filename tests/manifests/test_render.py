@@ -9,7 +9,12 @@ import yaml
 
 from smolserve import labels
 from smolserve.cli import main
-from smolserve.manifests import OperatorConfig, build_children
+from smolserve.manifests import (
+    OperatorConfig,
+    ServedTemplate,
+    desired_state,
+    template_inputs_hash,
+)
 from smolserve.manifests.cli import PENDING
 from smolserve.manifests.common import sha256_hex
 from smolserve.spec import load_spec
@@ -51,12 +56,13 @@ def test_render_prints_exactly_the_builders_objects(tmp_path, capsys, monkeypatc
     objects = [d for d in yaml.safe_load_all(out) if d]
     first = load_spec(yaml.safe_load(STREAM.split("---")[0]))
     sha = sha256_hex(INLINE)
-    expected = build_children(
+    config = OperatorConfig.from_env()
+    expected = desired_state(
         first,
-        OperatorConfig.from_env(),
-        template_configmap=f"smol-chat-template-{sha[:8]}",
-        template_hash=sha[:8],
-    )
+        config,
+        inputs_hash=template_inputs_hash(first, config),
+        template=ServedTemplate(f"smol-chat-template-{sha[:8]}", sha[:8]),
+    ).objects()
     assert objects[: len(expected)] == expected
     assert all(o["metadata"].get("labels", {}).get(labels.SERVE) for o in objects)
     kinds = [o["kind"] for o in objects]

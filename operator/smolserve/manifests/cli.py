@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="SmolServe manifest (YAML, may hold several documents; '-' reads stdin)",
     )
+    parser.add_argument(
+        "--template-configmap",
+        metavar="NAME",
+        help="the verified template ConfigMap to serve (<name>-chat-template-<sha8>, as "
+        "'kubectl get smol' shows it), instead of a placeholder",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -61,15 +67,46 @@ def _load_documents(text: str, filename: str) -> list[dict[str, Any]]:
     return serves
 
 
-def render(text: str, filename: str = "<input>") -> str:
-    """The YAML stream for every SmolServe in ``text`` (pure apart from reading the plugin)."""
-    from smolserve.manifests import OperatorConfig, build_children, template_configmap_name
+def _source_sha256(docs: list[dict[str, Any]], spec: Any) -> str | None:
+    """sha256 of a configMap template source given in the same stream (``kustomize build``)."""
+    ref = spec.template.config_map_ref
+    if ref is None:
+        return None
+    for doc in docs:
+        meta = doc.get("metadata") or {}
+        if doc.get("kind") == "ConfigMap" and meta.get("name") == ref.name:
+            text = (doc.get("data") or {}).get(ref.key)
+            if isinstance(text, str):
+                from smolserve.manifests.common import sha256_hex
+
+                return sha256_hex(text)
+    return None
+
+
+def render(text: str, filename: str = "<input>", *, template_configmap: str | None = None) -> str:
+    """The YAML stream of ``desired_state`` for every SmolServe in ``text``.
+
+    ``template_configmap``: the verified template ConfigMap to serve (known from a cluster);
+    without it, an inline template's name is computed and any other source gets a placeholder.
+    A ``source: configMap`` template found in the same stream is hashed in, so the template
+    Job's name is the one the operator will use.
+    """
+    import yaml
+
+    from smolserve.manifests import (
+        OperatorConfig,
+        ServedTemplate,
+        desired_state,
+        template_inputs_hash,
+    )
     from smolserve.manifests.common import sha256_hex
     from smolserve.spec import load_spec
 
     config = OperatorConfig.from_env()
+    serves = _load_documents(text, filename)  # one clear line for a malformed stream
+    documents = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
     out: list[str] = []
-    for doc in _load_documents(text, filename):
+    for doc in serves:
         spec = load_spec(doc)
         where = f"{spec.namespace}/{spec.name}" if spec.namespace else spec.name
         notes = [f"# smolserve render: {labels.KIND} {where}"]
@@ -77,22 +114,31 @@ def render(text: str, filename: str = "<input>") -> str:
             notes.append(
                 "# ownerReferences are added by the operator (the uid exists only in a cluster)"
             )
-        if spec.template.source == "inline":
-            assert spec.template.inline is not None
-            sha = sha256_hex(spec.template.inline)
-            cm_name, cm_hash = template_configmap_name(spec.name, sha), sha[:8]
+        source = _source_sha256(documents, spec)
+        if spec.template.config_map_ref is not None and source is None:
             notes.append(
-                f"# template ConfigMap {cm_name} is published by the template Job once verified"
+                f"# template source ConfigMap {spec.template.config_map_ref.name!r} is not in "
+                "this input: the template Job's name below does not include its text's hash"
+            )
+        if template_configmap:
+            template = ServedTemplate(template_configmap, template_configmap.rsplit("-", 1)[-1])
+        elif spec.template.source == "inline":
+            assert spec.template.inline is not None
+            template = ServedTemplate.for_text(spec.name, sha256_hex(spec.template.inline))
+            notes.append(
+                f"# template ConfigMap {template.configmap} is published by the template Job "
+                "once verified"
             )
         else:
-            cm_name, cm_hash = f"{spec.name}-chat-template-{PENDING}", PENDING
+            template = ServedTemplate(f"{spec.name}-chat-template-{PENDING}", PENDING)
             notes.append(
                 f"# template ConfigMap: its name <name>-chat-template-<sha8> is known only after "
                 f"the template Job has run (source: {spec.template.source}); "
                 f"'{PENDING}' stands in for it below"
             )
-        children = build_children(spec, config, template_configmap=cm_name, template_hash=cm_hash)
-        out.append("\n".join(notes) + "\n" + _dump(children))
+        inputs = template_inputs_hash(spec, config, source_sha256=source)
+        desired = desired_state(spec, config, inputs_hash=inputs, template=template)
+        out.append("\n".join(notes) + "\n" + _dump(desired.objects()))
     return "---\n".join(out)
 
 
@@ -111,5 +157,6 @@ def _dump(objects: list[dict[str, Any]]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    sys.stdout.write(render(_read(args.filename), args.filename))
+    text = _read(args.filename)
+    sys.stdout.write(render(text, args.filename, template_configmap=args.template_configmap))
     return 0

@@ -130,6 +130,7 @@ class Reconciler:
         self._job_messages: dict[Key, dict[str, str]] = {}  # failed Job uid → its message
         self._sources: dict[Key, tuple[str, str]] = {}  # the (namespace, ConfigMap) it reads
         self._progress: dict[Key, Progress] = {}
+        self._handled: set[Key] = set()  # its own kopf handler ran (in this process)
 
     # --- the reconcile -----------------------------------------------------------------------
 
@@ -146,8 +147,11 @@ class Reconciler:
             if not serves or serves[0]["metadata"].get("deletionTimestamp"):
                 self.forget(key)
                 return  # deleted: owner references take the children
-            if patch is None and not (serves[0].get("status") or {}).get("kopf"):
-                return  # its own create handler has not run yet; it comes next
+            with self._guard:
+                if patch is not None:
+                    self._handled.add(key)
+                elif key not in self._handled:
+                    return  # its own handler (create, or resume at start) has not run; it will
             serve = self.overlay.serve(key, serves[0])
             observed = self._observe(key, serve, indexes)
             plan = reconcile.plan(observed, self.config, now())
@@ -294,6 +298,7 @@ class Reconciler:
         """How many SmolServes the operator keeps anything for (for leak checks)."""
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
+            keys |= self._handled
         return max(len(keys), len(self.overlay), len(self._locks))
 
     def forget(self, key: Key) -> None:
@@ -303,3 +308,4 @@ class Reconciler:
             self._job_messages.pop(key, None)
             self._sources.pop(key, None)
             self._progress.pop(key, None)
+            self._handled.discard(key)
