@@ -128,7 +128,7 @@ def test_null_fields_are_dropped_like_the_api_server_does():
 
 def test_the_schema_comes_from_the_packaged_crd():
     assert crd()["kind"] == "CustomResourceDefinition"
-    assert crd_schema()["properties"]["spec"]["properties"]["parsers"]["default"] == {}
+    assert crd_schema()["properties"]["spec"]["properties"]["model"]["default"] == {}
 
 
 def test_not_a_mapping():
