@@ -5,7 +5,8 @@ does with it what the API server does, because the emulator and ``smolserve rend
 that were never defaulted or validated. By concern:
 
 - ``types``: the frozen dataclasses ``load_spec`` returns, and ``SpecError``;
-- ``schema``: the CRD read from the package, its defaults applied, the result validated;
+- ``schema``: the CRD read from the package, its defaults applied, the result validated, and
+  unknown fields refused everywhere (top level, ``metadata``, ``spec``);
 - ``rules``: the CRD's CEL cross-field rules (and the name rule), re-checked in code;
 - ``load``: ``load_spec``, which runs them in that order and builds the dataclasses.
 
@@ -25,12 +26,15 @@ from smolserve.spec.schema import (
     CRD_RESOURCE,
     GENERATE_DEFAULTS,
     MAX_ADAPTER_NAME_LENGTH,
+    OBJECT_META_FIELDS,
     apply_defaults,
     crd,
     crd_schema,
+    object_fields,
     openapi_schema,
     schema_error,
     spec_schema,
+    unknown_field_error,
 )
 from smolserve.spec.types import (
     ConfigMapKeyRef,
@@ -55,6 +59,7 @@ __all__ = [
     "GENERATE_DEFAULTS",
     "MAX_ADAPTER_NAME_LENGTH",
     "MAX_NAME_LENGTH",
+    "OBJECT_META_FIELDS",
     "RESERVED_ARGS",
     "RESERVED_ENV",
     "ConfigMapKeyRef",
@@ -77,7 +82,9 @@ __all__ = [
     "crd",
     "crd_schema",
     "load_spec",
+    "object_fields",
     "openapi_schema",
     "schema_error",
     "spec_schema",
+    "unknown_field_error",
 ]

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from smolserve.spec.rules import cel_failures, check_name
-from smolserve.spec.schema import GENERATE_DEFAULTS, apply_defaults, schema_error, spec_schema
+from smolserve.spec.schema import (
+    GENERATE_DEFAULTS,
+    apply_defaults,
+    schema_error,
+    spec_schema,
+    unknown_field_error,
+)
 from smolserve.spec.types import (
     ConfigMapKeyRef,
     EngineSpec,
@@ -28,10 +34,15 @@ def load_spec(obj: dict[str, Any]) -> SmolServeSpec:
     """Read a SmolServe object (dict, as the API returns it) into a defaulted ``SmolServeSpec``.
 
     Raises ``SpecError`` with one line naming the field for anything the operator cannot act
-    on: what the CRD's schema refuses, unknown fields, and the CRD's CEL cross-field rules.
+    on: unknown fields anywhere (top level, ``metadata``, ``spec``; as ``kubectl apply
+    --validate=strict`` refuses them), what the CRD's schema refuses, and the CRD's CEL
+    cross-field rules. ``status`` is the operator's and is not read.
     """
     if not isinstance(obj, dict):
         raise SpecError("a SmolServe must be a mapping")
+    problem = unknown_field_error(obj)
+    if problem is not None:
+        raise SpecError(problem)
     meta = {} if obj.get("metadata") is None else obj["metadata"]
     name = check_name(meta)
     raw = {} if obj.get("spec") is None else obj["spec"]

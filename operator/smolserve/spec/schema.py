@@ -21,6 +21,28 @@ CRD_RESOURCE = ("crd", "smolserve.yaml")
 GENERATE_DEFAULTS = {"variant": "fixed", "closeSystemTurn": True}
 # An error message quoting a value longer than this is replaced by the rule it breaks.
 _MAX_MESSAGE = 200
+# Kubernetes' ObjectMeta (apimachinery meta/v1): every field an object's metadata may carry,
+# including those the API server sets (uid, resourceVersion, managedFields, ...), so that the
+# objects the operator receives load as well as the ones a user writes.
+OBJECT_META_FIELDS = frozenset(
+    {
+        "annotations",
+        "creationTimestamp",
+        "deletionGracePeriodSeconds",
+        "deletionTimestamp",
+        "finalizers",
+        "generateName",
+        "generation",
+        "labels",
+        "managedFields",
+        "name",
+        "namespace",
+        "ownerReferences",
+        "resourceVersion",
+        "selfLink",
+        "uid",
+    }
+)
 
 
 @functools.cache
@@ -39,6 +61,11 @@ def crd_schema() -> dict[str, Any]:
 def spec_schema() -> dict[str, Any]:
     """The schema of ``spec``."""
     return crd_schema()["properties"]["spec"]
+
+
+def object_fields() -> frozenset[str]:
+    """The top-level fields of a SmolServe: the CRD's (apiVersion, kind, metadata, spec, status)."""
+    return frozenset(crd_schema()["properties"])
 
 
 _ADAPTER_NAME = spec_schema()["properties"]["lora"]["properties"]["adapters"]["items"][
@@ -126,3 +153,24 @@ def schema_error(spec: dict[str, Any]) -> str | None:
     if len(message) > _MAX_MESSAGE or "\n" in message:
         message = f"breaks {error.validator}: {error.validator_value!r}"
     return f"spec{where}: {message}"
+
+
+def unknown_field_error(obj: dict[str, Any]) -> str | None:
+    """One line for the first field outside the spec that Kubernetes does not define, or ``None``.
+
+    The API server would prune (or, with ``kubectl apply --validate=strict``, refuse) them; a
+    misspelt ``spec`` would otherwise leave every field at its default without a word.
+    """
+    known = object_fields()
+    unknown = sorted(k for k in obj if k not in known)
+    if unknown:
+        return f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})"
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        unknown = sorted(k for k in meta if k not in OBJECT_META_FIELDS)
+        if unknown:
+            return (
+                f"metadata: unknown field {unknown[0]!r} "
+                f"(known: {', '.join(sorted(OBJECT_META_FIELDS))})"
+            )
+    return None
