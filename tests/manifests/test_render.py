@@ -155,6 +155,11 @@ RENDER_BAD_INPUT = {
         "{f}: no SmolServe (smolserve.dev/v1alpha1) in it; skipped document 1 (Smolserve s, "
         "line 1): kind 'Smolserve' is not 'SmolServe'",
     ),
+    "group-without-kind": (
+        f"apiVersion: {labels.API_VERSION}\nmetadata: {{name: s}}\n",
+        "{f}: no SmolServe (smolserve.dev/v1alpha1) in it; skipped document 1 (s, no kind, "
+        "line 1): it has no kind",
+    ),
     "plural-kind-and-version": (
         SECRET + "apiVersion: smolserve.dev/v1\nkind: smolserves\nmetadata: {name: s}\n---\n"
         "apiVersion: smolserve.dev/v1alpha2\nkind: SmolServe\nmetadata: {name: t}\n",

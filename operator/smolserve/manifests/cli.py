@@ -58,8 +58,8 @@ def render(text: str, filename: str = "<input>", warn: Callable[[str], None] | N
 
     config = OperatorConfig.from_env()
     serves, skipped = smolserves(read_documents(text, filename), filename)
-    for line in skipped:
-        if warn is not None:
+    if warn is not None:
+        for line in skipped:
             warn(line)
     out: list[str] = []
     for doc in serves:

@@ -22,18 +22,18 @@ class Document:
     body: Any
 
     def describe(self) -> str:
-        """``document 2 (SmolServe ai/smol, line 12)``."""
-        kind = self.body.get("kind") if isinstance(self.body, dict) else None
-        meta = self.body.get("metadata") if isinstance(self.body, dict) else None
-        name = meta.get("name") if isinstance(meta, dict) else None
-        namespace = meta.get("namespace") if isinstance(meta, dict) else None
-        what = kind if isinstance(kind, str) and kind else "no kind"
+        """``document 2 (SmolServe ai/smol, line 12)``; a missing kind or name is said so."""
+        body = self.body if isinstance(self.body, dict) else {}
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        kind, name, namespace = body.get("kind"), meta.get("name"), meta.get("namespace")
         if isinstance(name, str) and name:
-            what += (
-                f" {namespace}/{name}" if isinstance(namespace, str) and namespace else f" {name}"
-            )
+            name = f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
         else:
-            what += ", no name"
+            name = None
+        if isinstance(kind, str) and kind:
+            what = f"{kind} {name}" if name else f"{kind}, no name"
+        else:
+            what = f"{name}, no kind" if name else "no kind, no name"
         return f"document {self.index} ({what}, line {self.line})"
 
 
@@ -91,15 +91,23 @@ def _names() -> tuple[set[str], str]:
     return {n.lower() for n in spelled}, crd()["spec"]["group"]
 
 
+def is_smolserve(body: dict[str, Any]) -> bool:
+    return body.get("apiVersion") == labels.API_VERSION and body.get("kind") == labels.KIND
+
+
 def skip_reason(body: dict[str, Any]) -> str | None:
     """Why a document that looks meant as a SmolServe is not one, or ``None`` for one that is
-    a SmolServe or plainly something else (a Secret, a ConfigMap)."""
-    api, kind = body.get("apiVersion"), body.get("kind")
-    if api == labels.API_VERSION and kind == labels.KIND:
+    a SmolServe or plainly something else (a Secret, a ConfigMap).
+
+    Looks meant as one: its kind is one of the CRD's names in any case (``Smolserve``,
+    ``smolserves``, ``smol``), or its apiVersion names the group's first label (``smolserve``).
+    """
+    if is_smolserve(body):
         return None
+    api, kind = body.get("apiVersion"), body.get("kind")
     names, group = _names()
     kind_close = isinstance(kind, str) and kind.lower() in names
-    api_close = isinstance(api, str) and (group in api.lower() or labels.APP_NAME in api.lower())
+    api_close = isinstance(api, str) and group.split(".")[0] in api.lower()
     if not (kind_close or api_close):
         return None
     reasons = []
@@ -124,13 +132,10 @@ def smolserves(docs: list[Document], filename: str) -> tuple[list[Document], lis
             continue
         if not isinstance(doc.body, dict):
             raise UsageError(f"{filename}: {doc.describe()} is not a mapping")
-        reason = skip_reason(doc.body)
-        if reason is not None:
-            skipped.append(f"{filename}: skipped {doc.describe()}: {reason}")
-        elif (
-            doc.body.get("apiVersion") == labels.API_VERSION and doc.body.get("kind") == labels.KIND
-        ):
+        if is_smolserve(doc.body):
             found.append(doc)
+        elif (reason := skip_reason(doc.body)) is not None:
+            skipped.append(f"{filename}: skipped {doc.describe()}: {reason}")
     if not found:
         message = f"{filename}: no {labels.KIND} ({labels.API_VERSION}) in it"
         if skipped:
