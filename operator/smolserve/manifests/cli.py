@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from smolserve import labels
@@ -43,34 +44,29 @@ def _read(filename: str) -> str:
         raise UsageError(f"cannot read {filename}: {exc.strerror}") from exc
 
 
-def _load_documents(text: str, filename: str) -> list[dict[str, Any]]:
-    import yaml
+def render(text: str, filename: str = "<input>", warn: Callable[[str], None] | None = None) -> str:
+    """The YAML stream for every SmolServe in ``text`` (pure apart from reading the plugin).
 
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{filename}: not valid YAML: {str(exc).splitlines()[0]}") from exc
-    serves = []
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, dict):
-            raise UsageError(f"{filename}: document {i + 1} is not a mapping")
-        if doc.get("apiVersion") == labels.API_VERSION and doc.get("kind") == labels.KIND:
-            serves.append(doc)
-    if not serves:
-        raise UsageError(f"{filename}: no {labels.KIND} ({labels.API_VERSION}) in it")
-    return serves
-
-
-def render(text: str, filename: str = "<input>") -> str:
-    """The YAML stream for every SmolServe in ``text`` (pure apart from reading the plugin)."""
+    ``warn`` gets one line for each document skipped as a near-miss (a SmolServe with a wrong
+    apiVersion or kind). A SmolServe the operator would refuse raises ``UsageError`` naming the
+    document (position, kind, name, line) and the field.
+    """
     from smolserve.manifests import OperatorConfig, build_children, template_configmap_name
     from smolserve.manifests.common import sha256_hex
-    from smolserve.spec import load_spec
+    from smolserve.manifests.documents import read_documents, smolserves
+    from smolserve.spec import SpecError, load_spec
 
     config = OperatorConfig.from_env()
+    serves, skipped = smolserves(read_documents(text, filename), filename)
+    if warn is not None:
+        for line in skipped:
+            warn(line)
     out: list[str] = []
-    for doc in _load_documents(text, filename):
-        spec = load_spec(doc)
+    for doc in serves:
+        try:
+            spec = load_spec(doc.body)
+        except SpecError as exc:
+            raise UsageError(f"{filename}: {doc.describe()}: {exc}") from exc
         where = f"{spec.namespace}/{spec.name}" if spec.namespace else spec.name
         notes = [f"# smolserve render: {labels.KIND} {where}"]
         if not spec.uid:
@@ -110,6 +106,11 @@ def _dump(objects: list[dict[str, Any]]) -> str:
     return yaml.dump_all(objects, Dumper=Dumper, sort_keys=False, explicit_start=False)
 
 
+def _warn(line: str) -> None:
+    print(f"smolserve: warning: {line}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
-    sys.stdout.write(render(_read(args.filename), args.filename))
+    shown = "<stdin>" if args.filename == "-" else args.filename
+    sys.stdout.write(render(_read(args.filename), shown, warn=_warn))
     return 0
