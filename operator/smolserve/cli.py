@@ -16,6 +16,11 @@ from collections.abc import Sequence
 from smolserve import __version__
 from smolserve.errors import SmolserveError
 
+# What `smolserve --help` says first (plain text: argparse prints it as it is).
+DESCRIPTION = (
+    "Serve SmolLM3-3B on vLLM with a verified chat template: generate, verify and render chat "
+    "templates, print the objects the operator creates, and run the operator."
+)
 # Modules that contribute command groups, in the order `--help` lists them.
 COMMAND_MODULES = (
     "smolserve.template.cli",  # smolserve template generate|verify|render
@@ -33,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="smolserve", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="smolserve", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"smolserve {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for module_name in COMMAND_MODULES:

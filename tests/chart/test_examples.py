@@ -138,6 +138,18 @@ def test_gitops_template_change_changes_the_smolserve(tmp_path: Path) -> None:
     assert ref(after) in {o["metadata"]["name"] for o in after if o["kind"] == "ConfigMap"}
 
 
+def test_gitops_template_is_current(testkit_tokenizer: Any) -> None:
+    """The committed template is exactly what the generator makes of the test-kit tokenizer, so
+    a change to either shows up here rather than in a reviewer's diff months later."""
+    from smolserve.template import generate_template
+
+    expected = generate_template(testkit_tokenizer, "fixed").text
+    committed = (GITOPS / "chat_template.jinja").read_text(encoding="utf-8")
+    assert committed == expected, (
+        "examples/gitops/smol/chat_template.jinja is stale: make gitops-template"
+    )
+
+
 def test_gitops_template_is_verified(tmp_path: Path) -> None:
     """The committed template passes `smolserve template verify` against the offline test-kit
     tokenizer (it was generated from it; regenerate it from the served model in a real repo)."""

@@ -1,7 +1,10 @@
-"""Offline stand-ins for what the API server does with the SmolServe CRD.
+"""Offline stand-ins for what the API server does with SmolServe objects.
 
-- ``structural_problems``: the structural-schema rules, descriptions, and the CEL cost rule
-  (every string/list a rule reads must be bounded).
+What the server checks when the CRD itself is created is ``acceptance.py``'s; this module is
+about the objects it then admits:
+
+- ``structural_problems``: the structural-schema rules (``acceptance.structural_errors``)
+  plus this project's own (every field described, defaults only in the spec).
 - ``apply_defaults``: structural defaulting, as the API server does it before validation
   (``smolserve.spec``'s, which ``load_spec`` uses too).
 - ``schema_errors``: OpenAPI v3.0 validation (openapi-schema-validator), of the schema as
@@ -9,13 +12,11 @@
 - ``cel_failures``: the ``x-kubernetes-validations`` rules, evaluated with cel-python.
 
 Limits: cel-python is not Kubernetes' CEL (no Kubernetes library functions such as
-``quantity()`` or ``isURL()``, which the CRD therefore does not use), and the cost check reads
-field paths from the rule text rather than computing Kubernetes' cost estimate.
+``quantity()`` or ``isURL()``, which the CRD therefore does not use).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ import yaml
 
 from smolserve.spec import apply_defaults, openapi_schema
 
+from .acceptance import structural_errors
+
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "smolserve.yaml"
-MACROS = ("all", "exists", "exists_one", "map", "filter")
 
 
 def load_crd() -> dict[str, Any]:
@@ -48,28 +50,11 @@ def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, 
         yield from walk(node["additionalProperties"], f"{path}{{}}")
 
 
-def _is_int_or_string(node: dict[str, Any]) -> bool:
-    return bool(node.get("x-kubernetes-int-or-string"))
-
-
 def structural_problems(schema: dict[str, Any]) -> list[str]:
     """Violations of the structural-schema rules the API server enforces, plus ours."""
-    problems = []
+    problems = structural_errors(schema, "openAPIV3Schema")
     for path, node in walk(schema):
         where = path or "<root>"
-        if "$ref" in node or "allOf" in node or "oneOf" in node or "not" in node:
-            problems.append(f"{where}: $ref/allOf/oneOf/not are not structural here")
-        untyped_ok = _is_int_or_string(node) or node.get("x-kubernetes-preserve-unknown-fields")
-        if "type" not in node and not untyped_ok:
-            problems.append(f"{where}: no type")
-        if "anyOf" in node and not _is_int_or_string(node):
-            problems.append(f"{where}: anyOf only for int-or-string")
-        if _is_int_or_string(node) and "type" in node:
-            problems.append(f"{where}: int-or-string must not set type")
-        if node.get("properties") and node.get("additionalProperties"):
-            problems.append(f"{where}: properties and additionalProperties together")
-        if node.get("type") == "array" and "items" not in node:
-            problems.append(f"{where}: array without items")
         if "nullable" in node:
             problems.append(f"{where}: nullable is not used by this CRD")
         # Ours: `kubectl explain` reads every field's description.
@@ -78,77 +63,6 @@ def structural_problems(schema: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: no description")
         if "default" in node and path.startswith(".status"):
             problems.append(f"{where}: defaults belong to the spec")
-        if path == ".metadata" and set(node) - {"type"}:
-            problems.append(".metadata: only type is allowed")
-    return problems
-
-
-# --- CEL cost: which nodes does a rule read? ---------------------------------------------------
-
-
-def resolve(node: dict[str, Any], fields: list[str]) -> dict[str, Any] | None:
-    for name in fields:
-        props = node.get("properties") or {}
-        if name in props:
-            node = props[name]
-        elif isinstance(node.get("additionalProperties"), dict):
-            node = node["additionalProperties"]
-        else:
-            return None
-    return node
-
-
-def nodes_read(rule: str, node: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(expression, schema node) for each field path a rule reads.
-
-    Variables bound by macros (``self.adapters.all(a, …)``) resolve to the list's items.
-    """
-    scopes: dict[str, dict[str, Any]] = {"self": node}
-    read: list[tuple[str, dict[str, Any]]] = []
-    # Bind macro variables in order of appearance (a variable may be bound over another's path).
-    macro = re.compile(rf"([A-Za-z_][\w.]*)\.(?:{'|'.join(MACROS)})\((\w+)\s*,")
-    for match in macro.finditer(rule):
-        base, var = match.group(1), match.group(2)
-        head, *fields = base.split(".")
-        if head in scopes:
-            target = resolve(scopes[head], fields)
-            if target is not None:
-                read.append((base, target))
-                if isinstance(target.get("items"), dict):
-                    scopes[var] = target["items"]
-    for match in re.finditer(r"(?<![\w.'])([A-Za-z_]\w*(?:\.\w+)*)", rule):
-        head, *fields = match.group(1).split(".")
-        if head not in scopes or (head == "self" and fields[:1] == ["metadata"]):
-            continue  # metadata.name is bounded by the API server itself
-        while fields and fields[-1] in (*MACROS, "size", "matches", "startsWith", "contains"):
-            fields.pop()
-        target = resolve(scopes[head], fields)
-        if target is not None:
-            read.append((match.group(1), target))
-    return read
-
-
-def unbounded_reads(schema: dict[str, Any]) -> list[str]:
-    """Strings and lists that a CEL rule reads without a maxLength/maxItems/enum bound."""
-    problems = []
-    for path, node in walk(schema):
-        for item in node.get("x-kubernetes-validations") or []:
-            for expr, target in nodes_read(item["rule"], node):
-                kind = "string" if _is_int_or_string(target) else target.get("type")
-                if kind == "string" and "maxLength" not in target and "enum" not in target:
-                    problems.append(f"{path or '<root>'}: {expr!r} reads an unbounded string")
-                if kind == "array" and "maxItems" not in target:
-                    problems.append(f"{path or '<root>'}: {expr!r} reads an unbounded list")
-                if kind == "array":
-                    items = target.get("items") or {}
-                    if items.get("type") == "string" and "maxLength" not in items:
-                        problems.append(f"{path or '<root>'}: {expr!r} items are unbounded")
-                if (
-                    kind == "object"
-                    and "additionalProperties" in target
-                    and ("maxProperties" not in target)
-                ):
-                    problems.append(f"{path or '<root>'}: {expr!r} reads an unbounded map")
     return problems
 
 

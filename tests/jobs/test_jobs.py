@@ -228,6 +228,27 @@ def test_a_template_failing_verification_is_not_published(
     assert message in capsys.readouterr().err
 
 
+def test_an_inline_template_with_a_syntax_error_fails_once_with_its_line(
+    cluster, owner_uid, monkeypatch, tokenizer_dir, termination_log
+):
+    spec = load_spec(
+        serve(
+            {
+                "model": {"pvc": {"claimName": "models", "path": "tok"}},
+                "template": {"source": "inline", "inline": "{% for m in messages %}\n{{ m }\n"},
+            },
+            owner_uid,
+        )
+    )
+    job = build_template_job(spec, CONFIG)
+    assert play_kubelet(job, monkeypatch, {"/models/tok": tokenizer_dir}) == 1
+    assert configmaps(cluster) == []
+    assert termination_log.read_text() == (
+        "template failed verification: failed checks: renders x1; first: [template] renders: "
+        "syntax error on line 2: unexpected '}'"
+    )
+
+
 def test_a_missing_tokenizer_fails_with_one_line(
     cluster, owner_uid, monkeypatch, tmp_path, termination_log
 ):

@@ -128,9 +128,71 @@ def test_null_fields_are_dropped_like_the_api_server_does():
 
 def test_the_schema_comes_from_the_packaged_crd():
     assert crd()["kind"] == "CustomResourceDefinition"
-    assert crd_schema()["properties"]["spec"]["properties"]["parsers"]["default"] == {}
+    assert crd_schema()["properties"]["spec"]["properties"]["model"]["default"] == {}
 
 
 def test_not_a_mapping():
     with pytest.raises(SpecError):
         load_spec([])  # type: ignore[arg-type]
+
+
+# --- unknown fields outside spec, as `kubectl apply --validate=strict` refuses them -------------
+
+TOP_LEVEL = "apiVersion, kind, metadata, spec, status"
+META = (
+    "annotations, creationTimestamp, deletionGracePeriodSeconds, deletionTimestamp, finalizers, "
+    "generateName, generation, labels, managedFields, name, namespace, ownerReferences, "
+    "resourceVersion, selfLink, uid"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"metadata": {"name": "smol"}, "specs": {"replicas": 2}},
+            f"unknown field 'specs' (known: {TOP_LEVEL})",
+        ),
+        (
+            {"metadata": {"name": "smol", "lables": {"a": "b"}}},
+            f"metadata: unknown field 'lables' (known: {META})",
+        ),
+        # The misspelt metadata is named, not the name it would have carried.
+        ({"metdata": {"name": "smol"}}, f"unknown field 'metdata' (known: {TOP_LEVEL})"),
+    ],
+    ids=["top-level", "metadata", "misspelt-metadata"],
+)
+def test_unknown_fields_outside_spec_are_refused(body, message):
+    with pytest.raises(SpecError) as err:
+        load_spec(body)
+    assert str(err.value) == message
+
+
+def test_an_object_as_the_api_server_returns_it_loads():
+    """What the operator receives: every field the server sets, status included."""
+    served = {
+        "apiVersion": "smolserve.dev/v1alpha1",
+        "kind": "SmolServe",
+        "metadata": {
+            "name": "smol",
+            "namespace": "ai",
+            "uid": "0b8c-uid",
+            "resourceVersion": "4711",
+            "generation": 3,
+            "creationTimestamp": "2026-01-15T00:00:00Z",
+            "deletionTimestamp": "2026-01-16T00:00:00Z",
+            "deletionGracePeriodSeconds": 0,
+            "labels": {"app": "x"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+            "finalizers": ["kopf.zalando.org/KopfFinalizerMarker"],
+            "ownerReferences": [],
+            "generateName": "smol-",
+            "selfLink": "/apis/smolserve.dev/v1alpha1/namespaces/ai/smolserves/smol",
+            "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+        },
+        "spec": {},
+        "status": {"phase": "Ready", "kopf": {"progress": {}}},
+    }
+    loaded = load_spec(served)
+    assert (loaded.name, loaded.namespace, loaded.uid) == ("smol", "ai", "0b8c-uid")
+    assert loaded.to_dict() == load_spec(obj({})).to_dict()

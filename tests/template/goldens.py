@@ -1,8 +1,19 @@
-"""The conversations behind the golden prompts in ``golden/`` (rendered with FROZEN_DATE)."""
+"""The conversations behind the golden prompts in ``golden/`` (rendered with FROZEN_DATE).
+
+After a deliberate change to the test kit or the generator, regenerate the files (and review the
+diff) with ``PYTHONPATH=operator .venv/bin/python tests/template/goldens.py``.
+"""
 
 from __future__ import annotations
 
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
+
+from smolserve.template import FROZEN_DATE, generate_template, load_tokenizer, render_prompt
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
 
 WEATHER_TOOL = {
     "type": "function",
@@ -59,3 +70,27 @@ GOLDEN_CASES: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any]]] = {
         {"enable_thinking": False, "tools": [WEATHER_TOOL]},
     ),
 }
+
+
+def render_golden(name: str, tokenizer: Any) -> str:
+    """The prompt golden ``name`` holds: its variant generated from ``tokenizer``, rendered."""
+    variant, messages, kwargs = GOLDEN_CASES[name]
+    text = generate_template(tokenizer, variant).text
+    return render_prompt(text, tokenizer, messages, today=FROZEN_DATE, **kwargs)
+
+
+def main() -> int:
+    """Rewrite every file in ``golden/`` from the offline test-kit tokenizer."""
+    from smolserve.testkit import build_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = load_tokenizer(str(build_tokenizer(Path(tmp) / "tokenizer")))
+        for name in sorted(GOLDEN_CASES):
+            path = GOLDEN_DIR / f"{name}.txt"
+            path.write_text(render_golden(name, tokenizer), encoding="utf-8")
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

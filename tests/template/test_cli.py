@@ -313,6 +313,22 @@ def test_verify_and_render_bad_input(
     assert message in one_line_error(err)
 
 
+@pytest.mark.parametrize("command", ["verify", "render"])
+def test_template_syntax_error_is_one_line_with_the_line(
+    command, tmp_path, capsys, testkit_tokenizer_dir
+) -> None:
+    """Reported once, before the battery (or the render) runs, naming the file and line."""
+    template = _write(tmp_path / "t.jinja", "{% for m in messages %}\n{{ m.content }\n")
+    args = [command, "--template", str(template), "--tokenizer", str(testkit_tokenizer_dir)]
+    if command == "render":
+        args += ["--messages", str(_write(tmp_path / "m.json", GOOD_MESSAGES))]
+    got, stdout, err = run(capsys, *args)
+    assert (got, stdout) == (2, "")
+    assert (
+        err == f"smolserve: error: template {template}: syntax error on line 2: unexpected '}}'\n"
+    )
+
+
 def test_tokenizer_sources_that_cannot_load(tmp_path: Path) -> None:
     """Hub ids offline and without a cache, malformed ids, missing paths, unparsable files: one
     line each, exit 2 — in a fresh process so HF_HUB_OFFLINE and an empty HF_HOME apply."""

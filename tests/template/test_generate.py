@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from smolserve.errors import UsageError
@@ -18,9 +16,8 @@ from smolserve.template.battery import TOOLS, battery
 from smolserve.template.verify import verify_template
 from smolserve.testkit import stock_template_text
 
-from .goldens import GOLDEN_CASES
+from .goldens import GOLDEN_CASES, GOLDEN_DIR, render_golden
 
-GOLDEN = Path(__file__).parent / "golden"
 STOCK = stock_template_text()
 
 
@@ -30,10 +27,8 @@ def test_variants_constant() -> None:
 
 @pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
 def test_golden_prompts(name: str, any_testkit_tokenizer) -> None:
-    variant, messages, kwargs = GOLDEN_CASES[name]
-    text = generate_template(any_testkit_tokenizer, variant).text
-    prompt = render_prompt(text, any_testkit_tokenizer, messages, today=FROZEN_DATE, **kwargs)
-    assert prompt == (GOLDEN / f"{name}.txt").read_text(encoding="utf-8")
+    prompt = render_golden(name, any_testkit_tokenizer)
+    assert prompt == (GOLDEN_DIR / f"{name}.txt").read_text(encoding="utf-8")
 
 
 def test_stock_variant_is_the_tokenizer_template(testkit_tokenizer) -> None:

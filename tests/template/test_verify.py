@@ -90,6 +90,18 @@ def test_a_template_that_raises_fails_renders(testkit_tokenizer) -> None:
     assert failing and "no tools here" in failing[0].detail
 
 
+def test_a_syntax_error_is_one_failure_with_its_line(testkit_tokenizer) -> None:
+    """Not the same failure once per conversation: the template never gets to render."""
+    report = verify_template("{% for m in messages %}\n{{ m.content }\n", testkit_tokenizer)
+    assert [(r.case, r.check, r.detail) for r in report.failures] == [
+        ("template", "renders", "syntax error on line 2: unexpected '}'")
+    ]
+    assert report.summary_line() == (
+        "failed checks: renders x1; first: [template] renders: syntax error on line 2: "
+        "unexpected '}'"
+    )
+
+
 def test_unknown_prompt_style(testkit_tokenizer) -> None:
     with pytest.raises(UsageError, match="unknown prompt style"):
         verify_template("x", testkit_tokenizer, prompt_style="weird")  # type: ignore[arg-type]

@@ -56,7 +56,17 @@ def test_tools_block_is_json_one_per_line(testkit_tokenizer) -> None:
     prompt = render(testkit_tokenizer, [ASK], tools=[TOOL, TOOL])
     assert '<tools>\n{"type": "function", "function": {"name": "f"' in prompt
     assert prompt.count('{"type": "function"') == 2
-    assert '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n' in prompt
+
+
+def test_tools_section_ends_with_the_instruction_and_no_example_block(testkit_tokenizer) -> None:
+    """As on the hub: one sentence ending in `XML tags.`, no `<tool_call>` example after it, so
+    a prompt's only tool-call tags are the conversation's own."""
+    prompt = render(testkit_tokenizer, [ASK], tools=[TOOL])
+    assert (
+        "</tools>\n\nFor each function call, return a json object with function name and "
+        "arguments within <tool_call></tool_call> XML tags.\n\n### Python Tools\n\n"
+    ) in prompt
+    assert prompt.count("<tool_call>") == 1 and prompt.count("</tool_call>") == 1
 
 
 def test_bug_1_tool_results_are_plain_user_turns(testkit_tokenizer) -> None:

@@ -37,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=VARIANTS,
         help="generate this variant",
     )
-    publish.add_argument("--close-system-turn", action=argparse.BooleanOptionalAction, default=True)
+    publish.add_argument(
+        "--close-system-turn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with a generated variant, end the system turn where the stock header leaves it open",
+    )
     publish.add_argument(
         "--allow-unverified",
         action="store_true",
@@ -53,7 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     fetch = commands.add_parser("fetch-adapters", help="download hf:// LoRA adapters")
     fetch.add_argument("--dest", default="/adapters", type=Path, help="adapters go to DEST/<name>")
-    fetch.add_argument("adapters", nargs="+", metavar="NAME=hf://org/repo@revision")
+    fetch.add_argument(
+        "adapters",
+        nargs="+",
+        metavar="NAME=hf://org/repo@revision",
+        help="an adapter to download, by name and pinned hub source (repeatable)",
+    )
     fetch.set_defaults(func=_fetch)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from smolserve import labels
@@ -49,33 +50,16 @@ def _read(filename: str) -> str:
         raise UsageError(f"cannot read {filename}: {exc.strerror}") from exc
 
 
-def _load_documents(text: str, filename: str) -> list[dict[str, Any]]:
-    import yaml
-
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{filename}: not valid YAML: {str(exc).splitlines()[0]}") from exc
-    serves = []
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, dict):
-            raise UsageError(f"{filename}: document {i + 1} is not a mapping")
-        if doc.get("apiVersion") == labels.API_VERSION and doc.get("kind") == labels.KIND:
-            serves.append(doc)
-    if not serves:
-        raise UsageError(f"{filename}: no {labels.KIND} ({labels.API_VERSION}) in it")
-    return serves
-
-
-def _source_sha256(docs: list[dict[str, Any]], spec: Any) -> str | None:
+def _source_sha256(documents: list[Any], spec: Any) -> str | None:
     """sha256 of a configMap template source given in the same stream (``kustomize build``)."""
     ref = spec.template.config_map_ref
     if ref is None:
         return None
-    for doc in docs:
-        meta = doc.get("metadata") or {}
-        if doc.get("kind") == "ConfigMap" and meta.get("name") == ref.name:
-            text = (doc.get("data") or {}).get(ref.key)
+    for doc in documents:
+        body = doc.body if isinstance(doc.body, dict) else {}
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        if body.get("kind") == "ConfigMap" and meta.get("name") == ref.name:
+            text = (body.get("data") or {}).get(ref.key)
             if isinstance(text, str):
                 from smolserve.manifests.common import sha256_hex
 
@@ -83,16 +67,22 @@ def _source_sha256(docs: list[dict[str, Any]], spec: Any) -> str | None:
     return None
 
 
-def render(text: str, filename: str = "<input>", *, template_configmap: str | None = None) -> str:
+def render(
+    text: str,
+    filename: str = "<input>",
+    warn: Callable[[str], None] | None = None,
+    *,
+    template_configmap: str | None = None,
+) -> str:
     """The YAML stream of ``desired_state`` for every SmolServe in ``text``.
 
-    ``template_configmap``: the verified template ConfigMap to serve (known from a cluster);
-    without it, an inline template's name is computed and any other source gets a placeholder.
-    A ``source: configMap`` template found in the same stream is hashed in, so the template
-    Job's name is the one the operator will use.
+    ``warn`` gets one line for each document skipped as a near-miss (a SmolServe with a wrong
+    apiVersion or kind). A SmolServe the operator would refuse raises ``UsageError`` naming the
+    document (position, kind, name, line) and the field. ``template_configmap``: the verified
+    template ConfigMap to serve (known from a cluster); without it, an inline template's name
+    is computed and any other source gets a placeholder. A ``source: configMap`` template found
+    in the same stream is hashed in, so the template Job's name is the one the operator uses.
     """
-    import yaml
-
     from smolserve.manifests import (
         OperatorConfig,
         ServedTemplate,
@@ -100,14 +90,21 @@ def render(text: str, filename: str = "<input>", *, template_configmap: str | No
         template_inputs_hash,
     )
     from smolserve.manifests.common import sha256_hex
-    from smolserve.spec import load_spec
+    from smolserve.manifests.documents import read_documents, smolserves
+    from smolserve.spec import SpecError, load_spec
 
     config = OperatorConfig.from_env()
-    serves = _load_documents(text, filename)  # one clear line for a malformed stream
-    documents = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    documents = read_documents(text, filename)
+    serves, skipped = smolserves(documents, filename)
+    if warn is not None:
+        for line in skipped:
+            warn(line)
     out: list[str] = []
     for doc in serves:
-        spec = load_spec(doc)
+        try:
+            spec = load_spec(doc.body)
+        except SpecError as exc:
+            raise UsageError(f"{filename}: {doc.describe()}: {exc}") from exc
         where = f"{spec.namespace}/{spec.name}" if spec.namespace else spec.name
         notes = [f"# smolserve render: {labels.KIND} {where}"]
         if not spec.uid:
@@ -156,7 +153,12 @@ def _dump(objects: list[dict[str, Any]]) -> str:
     return yaml.dump_all(objects, Dumper=Dumper, sort_keys=False, explicit_start=False)
 
 
+def _warn(line: str) -> None:
+    print(f"smolserve: warning: {line}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
+    shown = "<stdin>" if args.filename == "-" else args.filename
     text = _read(args.filename)
-    sys.stdout.write(render(text, args.filename, template_configmap=args.template_configmap))
+    sys.stdout.write(render(text, shown, warn=_warn, template_configmap=args.template_configmap))
     return 0

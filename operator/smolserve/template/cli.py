@@ -27,9 +27,14 @@ def _date(text: str) -> date:
 
 def _add_template_and_tokenizer(parser: argparse.ArgumentParser) -> None:
     """The arguments ``verify`` and ``render`` share: a template file and its tokenizer."""
-    parser.add_argument("--template", required=True, metavar="FILE")
-    parser.add_argument("--tokenizer", required=True, metavar="SRC")
-    parser.add_argument("--revision")
+    parser.add_argument("--template", required=True, metavar="FILE", help="the chat template file")
+    parser.add_argument(
+        "--tokenizer",
+        required=True,
+        metavar="SRC",
+        help="tokenizer directory or hub model id, for the tag ids and apply_chat_template",
+    )
+    parser.add_argument("--revision", help="hub revision (commit or tag) of the tokenizer")
 
 
 def register(subparsers: Any) -> None:
@@ -77,8 +82,17 @@ def register(subparsers: Any) -> None:
     _add_template_and_tokenizer(ren)
     ren.add_argument("--messages", required=True, metavar="FILE", help="JSON list of messages")
     ren.add_argument("--tools", metavar="FILE", help="JSON list of tool definitions")
-    ren.add_argument("--enable-thinking", type=_bool, metavar="true|false")
-    ren.add_argument("--no-generation-prompt", action="store_true")
+    ren.add_argument(
+        "--enable-thinking",
+        type=_bool,
+        metavar="true|false",
+        help="the enable_thinking template kwarg (default: the template's own default)",
+    )
+    ren.add_argument(
+        "--no-generation-prompt",
+        action="store_true",
+        help="end after the last message, without the assistant turn's opening",
+    )
     ren.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="freeze today's date")
     ren.set_defaults(func=_render)
 
@@ -111,13 +125,24 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parsed_template(path: str) -> str:
+    """The template file's text; ``UsageError`` naming the file and line if it does not parse."""
+    from smolserve.template.files import read_text
+    from smolserve.template.render import syntax_error
+
+    text = read_text(path, "template")
+    problem = syntax_error(text)
+    if problem is not None:
+        raise UsageError(f"template {path}: {problem}")
+    return text
+
+
 def _verify(args: argparse.Namespace) -> int:
     from smolserve.template import load_tokenizer
-    from smolserve.template.files import read_text
     from smolserve.template.verify import check_prompt_style, verify_template
 
     check_prompt_style(args.prompt_style)  # before the (slow) tokenizer load
-    text = read_text(args.template, "template")
+    text = _parsed_template(args.template)
     tokenizer = load_tokenizer(args.tokenizer, args.revision)
     report = verify_template(text, tokenizer, prompt_style=args.prompt_style)
     print(report.format())
@@ -126,9 +151,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     from smolserve.template import load_tokenizer, render_prompt
-    from smolserve.template.files import read_json, read_text
+    from smolserve.template.files import read_json
 
-    text = read_text(args.template, "template")
+    text = _parsed_template(args.template)
     messages = read_json(args.messages, "messages file")
     if not isinstance(messages, list) or not messages:
         raise UsageError(f"messages file {args.messages} must hold a non-empty JSON list")

@@ -28,6 +28,19 @@ def frozen_strftime_now(today: date):
     return strftime_now
 
 
+def syntax_error(template_text: str) -> str | None:
+    """``syntax error on line N: …`` if the template does not parse in transformers' Jinja
+    environment (the one vLLM renders with), else ``None``."""
+    from jinja2 import TemplateSyntaxError
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    try:
+        _compile_jinja_template(template_text)
+    except TemplateSyntaxError as exc:
+        return f"syntax error on line {exc.lineno}: {exc.message}"
+    return None
+
+
 def render_prompt(
     template_text: str,
     tokenizer: Any,

@@ -30,7 +30,7 @@ from typing import Any, Literal, get_args
 from smolserve.errors import SmolserveError, UsageError
 from smolserve.template.battery import Case, battery
 from smolserve.template.hermes import ToolCall, find_tool_calls, parse_reply
-from smolserve.template.render import FROZEN_DATE, render_prompt
+from smolserve.template.render import FROZEN_DATE, render_prompt, syntax_error
 from smolserve.template.tokens import TokenMap, read_token_map
 
 PromptStyle = Literal["fixed", "seed"]
@@ -402,15 +402,21 @@ def verify_template(
 
     ``prompt_style`` says which generation prompts are right: ``fixed`` (``/think`` prefills the
     think tag, ``/no_think`` ends with the empty think block) or ``seed`` (``/no_think`` bare).
+    A template that does not parse fails ``renders`` once, with the line, and nothing is rendered.
     """
     check_prompt_style(prompt_style)
     token_map = read_token_map(tokenizer)
+    sha256 = hashlib.sha256(template_text.encode("utf-8")).hexdigest()
+    problem = syntax_error(template_text)
+    if problem is not None:  # one failure, not the same one for every conversation
+        failure = CheckResult("template", "renders", False, problem)
+        return VerifyReport(sha256, cases=0, results=(failure,), prompt_style=prompt_style)
     checker = _Checker(template_text, tokenizer, token_map, prompt_style)
     cases = battery(token_map)
     for case in cases:
         checker.run(case)
     return VerifyReport(
-        template_sha256=hashlib.sha256(template_text.encode("utf-8")).hexdigest(),
+        template_sha256=sha256,
         cases=len(cases),
         results=tuple(checker.results),
         prompt_style=prompt_style,

@@ -11,7 +11,9 @@ def register(subparsers: Any) -> None:
     group = subparsers.add_parser("testkit", help="offline stand-ins for tests and the quick start")
     commands = group.add_subparsers(dest="testkit_command", required=True)
     tok = commands.add_parser("tokenizer", help="build a SmolLM3-compatible tokenizer directory")
-    tok.add_argument("--out", required=True, metavar="DIR")
+    tok.add_argument(
+        "--out", required=True, metavar="DIR", help="directory to write (created or replaced)"
+    )
     tok.add_argument(
         "--tags-special",
         action="store_true",

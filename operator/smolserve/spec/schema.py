@@ -1,0 +1,176 @@
+"""What the API server does with the CRD's schema: read it, apply its defaults, validate.
+
+The CRD (``smolserve/crd/smolserve.yaml``, package data; ``crds/`` and the chart carry copies)
+is the only statement of field names, types, enums, bounds and defaults. The Kubernetes emulator
+used in tests and ``smolserve render`` see objects that were never defaulted or validated, so
+``load_spec`` applies the same schema here, with openapi-schema-validator.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from importlib import resources
+from typing import Any
+
+import yaml
+
+CRD_RESOURCE = ("crd", "smolserve.yaml")
+# The CRD cannot default a field for one source only: these apply with source generate.
+GENERATE_DEFAULTS = {"variant": "fixed", "closeSystemTurn": True}
+# An error message quoting a value longer than this is replaced by the rule it breaks.
+_MAX_MESSAGE = 200
+# Kubernetes' ObjectMeta (apimachinery meta/v1): every field an object's metadata may carry,
+# including those the API server sets (uid, resourceVersion, managedFields, ...), so that the
+# objects the operator receives load as well as the ones a user writes.
+OBJECT_META_FIELDS = frozenset(
+    {
+        "annotations",
+        "creationTimestamp",
+        "deletionGracePeriodSeconds",
+        "deletionTimestamp",
+        "finalizers",
+        "generateName",
+        "generation",
+        "labels",
+        "managedFields",
+        "name",
+        "namespace",
+        "ownerReferences",
+        "resourceVersion",
+        "selfLink",
+        "uid",
+    }
+)
+
+
+@functools.cache
+def crd() -> dict[str, Any]:
+    """The SmolServe CustomResourceDefinition, read from the package."""
+    text = resources.files("smolserve").joinpath(*CRD_RESOURCE).read_text(encoding="utf-8")
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def crd_schema() -> dict[str, Any]:
+    """The CRD's ``openAPIV3Schema``."""
+    (version,) = crd()["spec"]["versions"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def spec_schema() -> dict[str, Any]:
+    """The schema of ``spec``."""
+    return crd_schema()["properties"]["spec"]
+
+
+def object_fields() -> frozenset[str]:
+    """The top-level fields of a SmolServe: the CRD's (apiVersion, kind, metadata, spec, status)."""
+    return frozenset(crd_schema()["properties"])
+
+
+_ADAPTER_NAME = spec_schema()["properties"]["lora"]["properties"]["adapters"]["items"][
+    "properties"
+]["name"]
+ADAPTER_NAME_RE = re.compile(_ADAPTER_NAME["pattern"])
+MAX_ADAPTER_NAME_LENGTH: int = _ADAPTER_NAME["maxLength"]
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """A copy of ``value`` with the schema's ``default``s applied as the API server applies them.
+
+    An absent field gets its default; then the fields of every object that exists (given or
+    defaulted) get theirs, so a parent's ``default: {}`` is filled in. Like the server, null
+    fields are dropped first (no field of this CRD is nullable).
+    """
+    value = copy.deepcopy(value)
+    _default(schema, value)
+    return value
+
+
+def _default(node: dict[str, Any], value: Any) -> None:
+    if isinstance(value, dict):
+        for key in [k for k, v in value.items() if v is None]:
+            del value[key]
+        for name, child in (node.get("properties") or {}).items():
+            if name not in value and "default" in child:
+                value[name] = copy.deepcopy(child["default"])
+            if name in value:
+                _default(child, value[name])
+        if isinstance(node.get("additionalProperties"), dict):
+            for item in value.values():
+                _default(node["additionalProperties"], item)
+    elif isinstance(value, list) and isinstance(node.get("items"), dict):
+        for item in value:
+            _default(node["items"], item)
+
+
+def openapi_schema(node: dict[str, Any], *, closed: bool) -> dict[str, Any]:
+    """The CRD schema as plain OpenAPI 3.0, for openapi-schema-validator.
+
+    Kubernetes extensions are dropped (an object that preserves unknown fields gets
+    ``additionalProperties: true``). With ``closed``, every other object with ``properties``
+    refuses fields it does not name: the API server would prune them, ``load_spec`` refuses
+    them so that a misspelt field is not silently ignored.
+    """
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-"):
+            continue
+        if key == "properties":
+            value = {name: openapi_schema(child, closed=closed) for name, child in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            value = openapi_schema(value, closed=closed)
+        elif key == "anyOf":
+            value = [openapi_schema(child, closed=closed) for child in value]
+        out[key] = value
+    if node.get("x-kubernetes-preserve-unknown-fields") and node.get("type") == "object":
+        out.setdefault("additionalProperties", True)
+    elif closed and "properties" in node:
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+@functools.cache
+def _validator() -> Any:
+    from openapi_schema_validator import OAS30Validator
+
+    return OAS30Validator(openapi_schema(spec_schema(), closed=True))
+
+
+def schema_error(spec: dict[str, Any]) -> str | None:
+    """One line naming the field for the most relevant schema violation, or ``None``."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(spec))
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        known = error.schema.get("properties") or {}
+        unknown = sorted(set(error.instance) - set(known))
+        return f"spec{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})"
+    message = error.message
+    if len(message) > _MAX_MESSAGE or "\n" in message:
+        message = f"breaks {error.validator}: {error.validator_value!r}"
+    return f"spec{where}: {message}"
+
+
+def unknown_field_error(obj: dict[str, Any]) -> str | None:
+    """One line for the first field outside the spec that Kubernetes does not define, or ``None``.
+
+    The API server would prune (or, with ``kubectl apply --validate=strict``, refuse) them; a
+    misspelt ``spec`` would otherwise leave every field at its default without a word.
+    """
+    known = object_fields()
+    unknown = sorted(k for k in obj if k not in known)
+    if unknown:
+        return f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})"
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        unknown = sorted(k for k in meta if k not in OBJECT_META_FIELDS)
+        if unknown:
+            return (
+                f"metadata: unknown field {unknown[0]!r} "
+                f"(known: {', '.join(sorted(OBJECT_META_FIELDS))})"
+            )
+    return None
