@@ -7,7 +7,7 @@ sync-crds:
 	cp operator/smolserve/crd/smolserve.yaml crds/smolserve.yaml
 	cp operator/smolserve/crd/smolserve.yaml charts/smol/crds/smolserve.yaml
 
-# Build every image, tagged with the chart's appVersion.
+# Build both images (images/Dockerfile), tagged with smolserve.__version__ (= the chart's appVersion).
 images:
 	images/build.sh
 
