@@ -14,7 +14,7 @@ gitops-template:
 	PYTHONPATH=operator .venv/bin/smolserve template generate --tokenizer .work/tokenizer \
 		--out examples/gitops/smol/chat_template.jinja --verify
 
-# Build every image, tagged with the chart's appVersion.
+# Build both images (images/Dockerfile), tagged with smolserve.__version__ (= the chart's appVersion).
 images:
 	images/build.sh
 

@@ -3,7 +3,8 @@
 Each command group lives beside the code it drives and registers itself here through a
 ``register(subparsers)`` function, so the CLI reuses the same functions as the operator.
 A command's handler returns an exit code; a ``SmolserveError`` becomes one clear line on
-stderr and its exit code (2 for usage, 1 for failure).
+stderr and its exit code (2 for usage, 1 for failure), and so does a dependency that the
+command's extra (pyproject.toml) would have installed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ COMMAND_MODULES = (
     "smolserve.operator.cli",  # smolserve operator (runs the kopf operator)
 )
 
+# The extra that installs each command's dependencies (`render` needs only the base ones).
+COMMAND_EXTRAS = {
+    "template": "template",
+    "testkit": "template",
+    "job": "job",
+    "operator": "operator",
+}
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's default already exits 2
@@ -53,6 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SmolserveError as exc:
         print(f"smolserve: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        extra = COMMAND_EXTRAS.get(args.command)
+        if extra is None or not exc.name or exc.name.partition(".")[0] == "smolserve":
+            raise
+        print(
+            f"smolserve: error: 'smolserve {args.command}' needs {exc.name}, which is not "
+            f"installed: pip install 'smolserve[{extra}]'",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import yaml
 
 from crd.crdcheck import structural_problems
 from smolserve.cli import build_parser
+from smolserve.errors import SmolserveError
 from smolserve.spec import load_spec
 
 from .helpers import (
@@ -68,13 +69,8 @@ def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def test_chart_metadata() -> None:
-    meta = chart_meta()
-    assert meta["apiVersion"] == "v2"
-    assert meta["appVersion"] == "0.1.0"
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    assert re.search(rf'^version = "{re.escape(meta["appVersion"])}"$', pyproject, re.M), (
-        "the chart's appVersion must be the smolserve package version (images are tagged with it)"
-    )
+    # appVersion is the one version: tests/images/test_packaging.py compares it.
+    assert chart_meta()["apiVersion"] == "v2"
 
 
 @pytest.mark.parametrize("helm", HELMS)
@@ -301,11 +297,14 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 def test_monitors_select_the_vllm_server_the_operator_makes(helm_template) -> None:
     """The rendered PodMonitor and ServiceMonitor select the server pods and Service that
     `smolserve render` makes for an example, by their port name, and not the template Job."""
-    objs = helm_template(
-        api_versions=[PROMETHEUS_API], sets=["metrics.serviceMonitor.enabled=true"]
-    )
-    (pod_monitor,) = by_kind(objs, "PodMonitor")
+    (pod_monitor,) = by_kind(helm_template(api_versions=[PROMETHEUS_API]), "PodMonitor")
+    only_service_monitor = [
+        "metrics.podMonitor.enabled=false",
+        "metrics.serviceMonitor.enabled=true",
+    ]
+    objs = helm_template(api_versions=[PROMETHEUS_API], sets=only_service_monitor)
     (service_monitor,) = by_kind(objs, "ServiceMonitor")
+    assert not by_kind(objs, "PodMonitor")
     children = load_all(smolserve_cli("render", "-f", ROOT / "examples" / "smolserve.yaml"))
     (deploy,) = by_kind(children, "Deployment")
     (service,) = by_kind(children, "Service")
@@ -318,6 +317,68 @@ def test_monitors_select_the_vllm_server_the_operator_makes(helm_template) -> No
     assert selects(service_monitor["spec"]["selector"], service["metadata"]["labels"])
     service_ports = {p["name"] for p in service["spec"]["ports"]}
     assert {e["port"] for e in service_monitor["spec"]["endpoints"]} <= service_ports
+
+
+@pytest.mark.parametrize("helm", HELMS)
+@pytest.mark.parametrize("monitoring", [False, True], ids=["plain", "prometheus-operator"])
+def test_both_monitors_are_refused(helm: str, monitoring: bool, helm_env: dict[str, str]) -> None:
+    """At most one of PodMonitor and ServiceMonitor: both would scrape every pod twice. Refused
+    whether or not the cluster serves the Prometheus operator's API (the values are wrong)."""
+    cmd = [
+        find_tool(helm),
+        "template",
+        RELEASE,
+        CHART,
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ]
+    if monitoring:
+        cmd += ["--api-versions", PROMETHEUS_API]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=helm_env, check=False)
+    assert proc.returncode != 0
+    assert "metrics.podMonitor.enabled and metrics.serviceMonitor.enabled are both true" in (
+        proc.stderr
+    )
+
+
+def crd_name_length() -> int:
+    """The longest SmolServe name the CRD's root CEL rule admits."""
+    crd = yaml.safe_load((ROOT / "crds" / "smolserve.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    rules = [r["rule"] for r in version["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]]
+    (length,) = [
+        int(m[1]) for r in rules if (m := re.search(r"metadata\.name\.size\(\) <= (\d+)", r))
+    ]
+    return length
+
+
+NAMES = ["smol", "s", "smol-2", "a" * 45, "a" * 46, "2smol", "-smol", "smol-", "Smol", "smol_2"]
+
+
+@pytest.mark.parametrize(
+    "name", NAMES, ids=[n if len(n) < 10 else f"{len(n)}-chars" for n in NAMES]
+)
+def test_smolserve_name_follows_the_crd_rule(name: str, helm_env: dict[str, str]) -> None:
+    """The chart admits exactly the SmolServe names the operator's load_spec admits (the CRD's
+    rule: a DNS label that starts with a letter, at most 45 characters)."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["properties"]["smolserve"]["properties"]["name"]["maxLength"] == crd_name_length()
+    sets = ["smolserve.create=true", f"smolserve.name={name}"]
+    cmd = [find_tool("helm"), "template", RELEASE, CHART, *(a for s in sets for a in ("--set", s))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=helm_env, check=False)
+    serve = {
+        "apiVersion": "smolserve.dev/v1alpha1",
+        "kind": "SmolServe",
+        "metadata": {"name": name},
+    }
+    try:
+        load_spec(serve)
+        operator_accepts = True
+    except SmolserveError:
+        operator_accepts = False
+    assert (proc.returncode == 0) == operator_accepts, proc.stderr
+    if not operator_accepts:
+        assert "smolserve.name" in proc.stderr or "/smolserve/name" in proc.stderr, proc.stderr
 
 
 def test_smolserve_from_values(helm_template) -> None:

@@ -17,7 +17,12 @@ from smolserve.operator import status
 
 from .helpers import CHART, EXAMPLES, ROOT
 
-DOCS = [ROOT / "README.md", CHART / "README.md", EXAMPLES / "gitops" / "README.md"]
+DOCS = [
+    ROOT / "README.md",
+    CHART / "README.md",
+    EXAMPLES / "gitops" / "README.md",
+    ROOT / "docs" / "images.md",
+]
 
 
 def commands(text: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Security scan (checkov) of every manifest the project renders: the chart with each values
 file, the operator's children for each example (`smolserve render -f`), and the GitOps
-kustomization; and of the images' Dockerfiles.
+kustomization; and of the images' Dockerfile.
 
 Offline, checkov's Kubernetes checks carry no severity, so every failed check blocks unless
 .ci/checkov-skip.yaml lists it, for the resources it names, with a reason. A skip entry that no
@@ -61,9 +61,8 @@ def write_manifests(out: Path, helm_template: Any, tmp: Path) -> None:
         (out / f"render-{example.stem}.yaml").write_text(smolserve_cli("render", "-f", placed))
     gitops = run([find_tool("kubectl"), "kustomize", EXAMPLES / "gitops" / "smol"])
     (out / "gitops.yaml").write_text(gitops)
-    for dockerfile in sorted((ROOT / "images").glob("*/Dockerfile")):
-        (out / "images" / dockerfile.parent.name).mkdir(parents=True)
-        shutil.copy(dockerfile, out / "images" / dockerfile.parent.name / "Dockerfile")
+    (out / "images").mkdir()
+    shutil.copy(ROOT / "images" / "Dockerfile", out / "images" / "Dockerfile")
 
 
 def failed_checks(directory: Path) -> list[dict[str, Any]]:
