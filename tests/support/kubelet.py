@@ -21,6 +21,7 @@ from typing import Any
 
 from .cluster import EmulatedCluster
 from .controllers import ControllerManager, deployment_complete, job_finished
+from .node import Readiness
 from .objects import is_active, is_ready
 from .running import wait_for
 
@@ -69,6 +70,11 @@ class Kubelet:
         wait_for(lambda: self._on_loop(lambda c: c.settled()), timeout, what="the controllers")
 
     # --- acting on pods ----------------------------------------------------------------------
+
+    def set_readiness(self, readiness: Readiness) -> None:
+        """Change the node's readiness policy (``auto``, ``manual`` or ``pod → seconds|None``)
+        for the containers that start or restart from now on."""
+        self._on_loop(lambda c: setattr(c.node, "readiness", readiness))
 
     def set_ready(
         self, namespace: str, pod: str, ready: bool = True, container: str | None = None

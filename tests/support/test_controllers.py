@@ -199,6 +199,8 @@ def test_a_rolling_update_keeps_within_max_surge_and_max_unavailable(
     old, new = kubelet.replicasets(NS, "web")
     assert (old["spec"]["replicas"], new["spec"]["replicas"]) == (0, 4)
     assert new["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    assert kubelet.pods(NS, "ReplicaSet", old["metadata"]["name"]) == []
+    assert len(kubelet.pods(NS, "ReplicaSet", new["metadata"]["name"])) == 4
     assert all(
         p["spec"]["containers"][0]["image"] == "img:2"
         for p in kubelet.pods(NS, "Deployment", "web")
@@ -378,6 +380,24 @@ def test_auto_readiness_makes_a_deployment_available_by_itself(tmp_path: Path) -
             if e["object"]["metadata"]["name"] == first
         ]
         assert phases == [(None, False), ("Pending", False), ("Running", False), ("Running", True)]
+
+
+def test_a_readiness_policy_can_decide_per_pod(api: Api, kubelet: Kubelet) -> None:
+    def policy(pod: dict[str, Any]) -> float | None:
+        """The new image's pods wait for the test; the others are ready at once."""
+        return None if pod["spec"]["containers"][0]["image"] == "img:2" else 0.0
+
+    kubelet.set_readiness(policy)
+    api("POST", DEPLOYMENTS, deployment(replicas=1))
+    wait_for(lambda: complete(api, 1), what="ready by itself")
+    new_image(api, "img:2")
+    kubelet.settle()
+    old, new = kubelet.replicasets(NS, "web")
+    (held,) = kubelet.pods(NS, "ReplicaSet", new["metadata"]["name"])
+    assert held["status"]["phase"] == "Running" and not is_ready(held)
+    assert old["spec"]["replicas"] == 1  # the rollout waits for it
+    kubelet.set_ready(NS, held["metadata"]["name"])
+    wait_for(lambda: complete(api, 1), what="rolled out")
 
 
 # --- Job ---------------------------------------------------------------------------------------
