@@ -423,6 +423,13 @@ def wait_rollouts(cluster: Cluster, namespace: str, count: int, timeout: float) 
         time.sleep(0.25)
 
 
+def phases(cluster: Cluster, namespace: str) -> dict[str, int]:
+    """SmolServes by ``status.phase`` at steady state: with no pods to wait for, every one of
+    ours must say Ready (one that does not missed a status change of its Deployment)."""
+    counts = Counter(str((s.get("status") or {}).get("phase")) for s in cluster.serves(namespace))
+    return dict(sorted(counts.items()))
+
+
 def template_configmap(
     serve: dict[str, Any], config: OperatorConfig, inputs: str | None = None
 ) -> dict[str, Any]:
@@ -474,6 +481,7 @@ def job_path(cluster: Cluster, count: int, namespace: str, quiet: float) -> dict
             "ready_template_to_deployment_median_s": round(statistics.median(latencies), 3),
             "ready_template_to_deployment_max_s": round(max(latencies), 3),
             "operator_cpu_ms_per_smolserve_ready_to_steady": round(1000 * cpu / count, 1),
+            "phases_at_steady_state": phases(cluster, namespace),
         }
         if records is not None:
             counts = per_smolserve(operator_requests(records[start:], OURS_UA), count)
@@ -552,6 +560,8 @@ def bulk(
             "rss_mib": round(rss, 1),
             "rss_mib_peak": round(peak, 1),
         }
+        if not minimal:  # the baseline writes no phase
+            result["phases_at_steady_state"] = phases(cluster, namespace)
         if records is not None:
             result.update(per_smolserve(operator_requests(records[start:], ua), count))
             mark = len(records)
