@@ -54,8 +54,6 @@ def tokenizer_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def kubelet(
-    api_client: kubernetes.client.ApiClient, tokenizer_root: Path, tmp_path: Path
-) -> Kubelet:
+def kubelet(cluster: EmulatedCluster, tokenizer_root: Path, tmp_path: Path) -> Kubelet:
     mounts = {"/models": tokenizer_root, "/etc/smolserve/source": tmp_path / "source"}
-    return Kubelet(api_client, mounts, tmp_path)
+    return Kubelet(cluster, mounts, tmp_path)
