@@ -42,12 +42,14 @@ RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 
 
 async def reconcile_with_retries(
-    reconciler: Reconciler, key: Key, indexes: Mapping[str, Any]
+    reconciler: Reconciler, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool = False
 ) -> None:
     """Reconcile in a thread; on a transient API error, try again after a pause."""
     for delay in (*RETRY_DELAYS, None):
         try:
-            await asyncio.to_thread(reconciler.reconcile, key, indexes)
+            await asyncio.to_thread(
+                reconciler.reconcile, key, indexes, after_deletion=after_deletion
+            )
             return
         except ApiError as exc:
             if delay is None:
@@ -78,10 +80,11 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     async def index_child(namespace: str, body: kopf.Body, **_: Any) -> dict:
         return {(namespace, body["metadata"]["labels"][labels.SERVE]): dict(body)}
 
-    async def on_child(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
+    async def on_child(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
         key = (namespace, body["metadata"]["labels"][labels.SERVE])
         if not reconciler.overlay.is_echo(key, body):
-            await reconcile_with_retries(reconciler, key, kwargs)
+            deleted = type == "DELETED"
+            await reconcile_with_retries(reconciler, key, kwargs, after_deletion=deleted)
 
     for child in CHILDREN:
         resource = (child.group, child.version, child.plural)

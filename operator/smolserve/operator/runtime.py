@@ -135,12 +135,19 @@ class Reconciler:
     # --- the reconcile -----------------------------------------------------------------------
 
     def reconcile(
-        self, key: Key, indexes: Mapping[str, Any], patch: kopf.Patch | None = None
+        self,
+        key: Key,
+        indexes: Mapping[str, Any],
+        patch: kopf.Patch | None = None,
+        *,
+        after_deletion: bool = False,
     ) -> None:
         """Bring one SmolServe to its desired state (a no-op when it is already there).
 
         ``patch`` is kopf's patch of the SmolServe when its own handler runs; otherwise (a
-        child's or a source's event) the status is patched directly.
+        child's or a source's event) the status is patched directly. ``after_deletion``: the
+        trigger was a child's deletion, which is what the garbage collector sends when the
+        SmolServe itself is gone (its cache entry may lag): before writing anything, check.
         """
         with self._locks.hold(key):
             serves = _values(indexes, SERVES_INDEX, key)
@@ -155,6 +162,9 @@ class Reconciler:
             serve = self.overlay.serve(key, serves[0])
             observed = self._observe(key, serve, indexes)
             plan = reconcile.plan(observed, self.config, now())
+            checking = patch is None and (plan.create or (after_deletion and plan.writes))
+            if checking and not self._still_there(key, serve):
+                return  # deleted or re-created meanwhile: its own handler has the last word
             try:
                 self._apply(key, plan)
             except ApiError as exc:
@@ -166,6 +176,16 @@ class Reconciler:
             seen = max(map(resource_version, [serve, *observed.children, *observed.foreign]))
             with self._guard:
                 self._progress[key] = Progress(seen, plan.writes, len(plan.events))
+
+    def _still_there(self, key: Key, serve: dict[str, Any]) -> bool:
+        """Whether the SmolServe the cache shows still exists (one GET, only before a child's
+        event makes the operator create something or a child's deletion makes it write: the
+        garbage collector removing a deleted SmolServe's children sends those events while the
+        cache may still hold the SmolServe)."""
+        live = self.kube.get(Ref(labels.KIND, *key))
+        if live is None:
+            self.forget(key)
+        return live is not None and live["metadata"].get("uid") == serve["metadata"].get("uid")
 
     def _observe(
         self, key: Key, serve: dict[str, Any], indexes: Mapping[str, Any]
@@ -274,7 +294,13 @@ class Reconciler:
             if patch is not None:
                 patch.setdefault("status", {}).update(plan.status)
             else:
-                self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
+                try:
+                    self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    self.forget(key)  # deleted meanwhile: nothing to report to
+                    return
             self.overlay.record_status(key, plan.status)
         for event in plan.events:
             kopf.event(serve, type=event.type, reason=event.reason, message=event.message)
