@@ -283,6 +283,62 @@ def test_a_missing_configmap_source_is_degraded_with_the_reason() -> None:
     assert jobs[0]["metadata"]["name"] != jobs[1]["metadata"]["name"]
 
 
+def _reported(deployment: dict[str, Any], generation: int, ready: int) -> dict[str, Any]:
+    """The live Deployment at ``generation`` as its controller reports it."""
+    live = copy.deepcopy(deployment)
+    live["metadata"]["generation"] = generation
+    replicas = live["spec"]["replicas"]
+    live["status"] = {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+    }
+    return live
+
+
+def test_a_new_smolserve_coming_up_well_posts_no_event() -> None:
+    """Bring-up: every transition of the first rollout resolves by itself; nothing is posted."""
+    body = serve()
+    first, live = converge(body, [template_cm(body, "T1", 1)])
+    assert first.events == []  # a kept template, first sight
+    body["status"] = first.status
+    deployment = next(o for o in live if o["kind"] == "Deployment")
+    live = [o for o in live if o is not deployment] + [_reported(deployment, 1, 1)]
+    up = plan(observed(body, live), CONFIG, LATER)
+    assert up.status["phase"] == st.READY and up.events == []
+
+
+def test_a_change_rolled_out_and_lost_availability_are_events() -> None:
+    body = serve()
+    _, live = converge(body, [template_cm(body, "T1", 1)])
+    deployment = next(o for o in live if o["kind"] == "Deployment")
+    others = [o for o in live if o is not deployment]
+    body["status"] = plan(
+        observed(body, [*others, _reported(deployment, 1, 1)]), CONFIG, NOW
+    ).status
+    rolling = {**_reported(deployment, 2, 1)}
+    rolling["status"] = {**rolling["status"], "observedGeneration": 1}
+    body["status"] = plan(observed(body, [*others, rolling]), CONFIG, NOW).status
+    assert condition_of(body, st.PROGRESSING)["status"] == "True"
+    done = plan(observed(body, [*others, _reported(deployment, 2, 1)]), CONFIG, LATER)
+    assert [(e.type, e.reason) for e in done.events] == [("Normal", st.ROLLOUT_COMPLETE)]
+    body["status"] = done.status
+    lost = plan(observed(body, [*others, _reported(deployment, 2, 0)]), CONFIG, LATER)
+    assert ("Warning", st.DEPLOYMENT_UNAVAILABLE) in [(e.type, e.reason) for e in lost.events]
+
+
+def test_zero_replicas_are_available_at_once() -> None:
+    body = serve(replicas=0)
+    first, _ = converge(body, [template_cm(body, "T1", 1)])
+    assert condition(first, st.AVAILABLE)["status"] == "True"
+
+
+def condition_of(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in body["status"]["conditions"] if c["type"] == type_)
+
+
 def test_contains_ignores_server_defaults_but_not_changes() -> None:
     assert contains({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": 2}})
     assert contains([{"x": 1, "y": 2}], [{"x": 1}])

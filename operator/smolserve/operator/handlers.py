@@ -10,14 +10,11 @@ Every trigger runs the same ``Reconciler.reconcile`` for one SmolServe:
 
 Index functions are async and do no I/O (no thread hop per watch event); the reconcile does
 I/O and runs in a thread. kopf retries the SmolServe's own handlers itself; the other triggers
-retry here, with a pause, on transient API errors.
+go through ``Reconciler.submit``, which coalesces them and retries on transient API errors.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -25,7 +22,6 @@ import kopf
 from smolserve import labels
 from smolserve.kinds import CHILDREN, SMOLSERVE
 from smolserve.operator.kube import ApiError
-from smolserve.operator.overlay import Key
 from smolserve.operator.runtime import (
     SERVES_INDEX,
     SOURCE_LABEL,
@@ -34,28 +30,6 @@ from smolserve.operator.runtime import (
     children_index,
     text_hashes,
 )
-
-logger = logging.getLogger("smolserve.operator")
-
-# Seconds between retries of a reconcile that a child's or a source's event triggered.
-RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
-
-
-async def reconcile_with_retries(
-    reconciler: Reconciler, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool = False
-) -> None:
-    """Reconcile in a thread; on a transient API error, try again after a pause."""
-    for delay in (*RETRY_DELAYS, None):
-        try:
-            await asyncio.to_thread(
-                reconciler.reconcile, key, indexes, after_deletion=after_deletion
-            )
-            return
-        except ApiError as exc:
-            if delay is None:
-                raise
-            logger.warning("reconciling %s/%s failed (%s); retrying in %d s", *key, exc, delay)
-            await asyncio.sleep(delay)
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
@@ -83,8 +57,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     async def on_child(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
         key = (namespace, body["metadata"]["labels"][labels.SERVE])
         if not reconciler.overlay.is_echo(key, body):
-            deleted = type == "DELETED"
-            await reconcile_with_retries(reconciler, key, kwargs, after_deletion=deleted)
+            await reconciler.submit(key, kwargs, after_deletion=type == "DELETED")
 
     for child in CHILDREN:
         resource = (child.group, child.version, child.plural)
@@ -99,7 +72,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
 
     async def on_source(namespace: str, name: str, **kwargs: Any) -> None:
         for key in reconciler.referrers(namespace, name):
-            await reconcile_with_retries(reconciler, key, kwargs)
+            await reconciler.submit(key, kwargs)
 
     configmaps = ("", "v1", "configmaps")
     kopf.index(*configmaps, id=SOURCES_INDEX, labels=source_labels, registry=registry)(index_source)

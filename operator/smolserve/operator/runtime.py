@@ -20,9 +20,11 @@ parallel (kopf runs synchronous handlers in threads).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import hashlib
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,12 +38,18 @@ from smolserve.manifests import OperatorConfig
 from smolserve.operator import reconcile
 from smolserve.operator.kube import ApiError, Kube
 from smolserve.operator.overlay import Key, Overlay, resource_version
-from smolserve.spec import SmolServeSpec
+from smolserve.spec import SmolServeSpec, SpecError
 
 # API answers no retry can fix: bad request, forbidden, invalid.
 PERMANENT = frozenset({400, 403, 422})
+# Seconds between retries of a reconcile that a child's or a source's event triggered.
+RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
+# How long a reconcile that a child's event asked for waits for more events of the same
+# SmolServe to join it (a Deployment's status moves in several quick steps).
+COALESCE_SECONDS = 0.1
 SERVES_INDEX = "smolserves"
 SOURCES_INDEX = "template-sources"
+logger = logging.getLogger("smolserve.operator")
 # The label a user's template-source ConfigMap needs for the operator to see it (and its edits).
 SOURCE_LABEL = (labels.PART_OF, labels.APP_NAME)
 
@@ -131,6 +139,8 @@ class Reconciler:
         self._sources: dict[Key, tuple[str, str]] = {}  # the (namespace, ConfigMap) it reads
         self._progress: dict[Key, Progress] = {}
         self._handled: set[Key] = set()  # its own kopf handler ran (in this process)
+        self._queued: dict[Key, bool] = {}  # a reconcile is queued (any event a deletion?)
+        self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
 
     # --- the reconcile -----------------------------------------------------------------------
 
@@ -162,8 +172,7 @@ class Reconciler:
             serve = self.overlay.serve(key, serves[0])
             observed = self._observe(key, serve, indexes)
             plan = reconcile.plan(observed, self.config, now())
-            checking = patch is None and (plan.create or (after_deletion and plan.writes))
-            if checking and not self._still_there(key, serve):
+            if after_deletion and plan.writes and not self._still_there(key, serve):
                 return  # deleted or re-created meanwhile: its own handler has the last word
             try:
                 self._apply(key, plan)
@@ -177,11 +186,39 @@ class Reconciler:
             with self._guard:
                 self._progress[key] = Progress(seen, plan.writes, len(plan.events))
 
+    async def submit(
+        self, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool = False
+    ) -> None:
+        """Reconcile for a child's or a template source's event, on kopf's loop.
+
+        Events of one SmolServe that arrive while a reconcile of it is queued join that
+        reconcile, as a controller's work queue de-duplicates keys: the queued reconcile reads
+        the caches when it runs, so it sees every change that came in meanwhile. It runs in a
+        thread; a transient API error is retried after a pause.
+        """
+        if key in self._queued:
+            self._queued[key] |= after_deletion
+            return
+        self._queued[key] = after_deletion
+        try:
+            await asyncio.sleep(COALESCE_SECONDS)
+        finally:
+            after_deletion = self._queued.pop(key)
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                await asyncio.to_thread(self.reconcile, key, indexes, after_deletion=after_deletion)
+                return
+            except ApiError as exc:
+                if delay is None:
+                    raise
+                logger.warning("reconciling %s/%s failed (%s); retrying in %d s", *key, exc, delay)
+                await asyncio.sleep(delay)
+
     def _still_there(self, key: Key, serve: dict[str, Any]) -> bool:
-        """Whether the SmolServe the cache shows still exists (one GET, only before a child's
-        event makes the operator create something or a child's deletion makes it write: the
-        garbage collector removing a deleted SmolServe's children sends those events while the
-        cache may still hold the SmolServe)."""
+        """Whether the SmolServe the cache shows still exists (one GET, only when a child's
+        deletion would make the operator write: the garbage collector removing a deleted
+        SmolServe's children sends those events while the cache may still hold the SmolServe,
+        and recreating them would be a write the collector undoes)."""
         live = self.kube.get(Ref(labels.KIND, *key))
         if live is None:
             self.forget(key)
@@ -190,7 +227,7 @@ class Reconciler:
     def _observe(
         self, key: Key, serve: dict[str, Any], indexes: Mapping[str, Any]
     ) -> reconcile.Observed:
-        spec = reconcile.read_spec(serve)
+        spec = self._spec(key, serve)
         cached = [o for kind in CHILD_KINDS for o in _values(indexes, children_index(kind), key)]
         owned, foreign = reconcile.split_owned(
             self.overlay.objects(key, cached), serve["metadata"].get("uid")
@@ -206,6 +243,20 @@ class Reconciler:
             source=source,
             job_messages=self._failed_job_messages(key, owned),
         )
+
+    def _spec(self, key: Key, serve: dict[str, Any]) -> SmolServeSpec | SpecError:
+        """The loaded spec, loaded again only when its generation (or the object) changed:
+        validating it against the CRD's schema is most of a steady reconcile's CPU."""
+        meta = serve["metadata"]
+        version = (meta.get("uid"), meta.get("generation"))
+        with self._guard:
+            known = self._specs.get(key)
+        if known is not None and known[0] == version and None not in version:
+            return known[1]
+        spec = reconcile.read_spec(serve)
+        with self._guard:
+            self._specs[key] = (version, spec)
+        return spec
 
     def _source(
         self, key: Key, spec: SmolServeSpec, indexes: Mapping[str, Any]
@@ -317,14 +368,14 @@ class Reconciler:
             return self._progress.get(key)
 
     def idle(self) -> bool:
-        """Whether no reconcile is running or waiting right now."""
-        return len(self._locks) == 0
+        """Whether no reconcile is running, waiting or queued right now."""
+        return len(self._locks) == 0 and not self._queued
 
     def tracked(self) -> int:
         """How many SmolServes the operator keeps anything for (for leak checks)."""
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
-            keys |= self._handled
+            keys |= self._handled | self._specs.keys()
         return max(len(keys), len(self.overlay), len(self._locks))
 
     def forget(self, key: Key) -> None:
@@ -335,3 +386,4 @@ class Reconciler:
             self._sources.pop(key, None)
             self._progress.pop(key, None)
             self._handled.discard(key)
+            self._specs.pop(key, None)

@@ -81,7 +81,7 @@ def _deployment_conditions(
     status = deployment.get("status") or {}
     ready = status.get("readyReplicas") or 0
     reported = {c.get("type"): c for c in status.get("conditions") or []}
-    if ready >= max(desired_replicas, 1) or (desired_replicas == 0 and "Available" in reported):
+    if ready >= desired_replicas:  # 0 of 0 is available, as the Deployment controller says
         available = Condition(
             AVAILABLE, True, DEPLOYMENT_AVAILABLE, f"{ready}/{desired_replicas} replicas ready"
         )
@@ -141,19 +141,45 @@ def phase_of(conditions: list[Condition], has_deployment: bool) -> str:
     return READY
 
 
-def _event_type(cond: Condition, *, was_true: bool) -> str:
-    """Warning for what needs a person: degradation, a failed template, lost availability."""
-    if cond.type == DEGRADED and cond.status:
-        return "Warning"
-    if cond.type == TEMPLATE_READY and cond.reason in (
-        TEMPLATE_JOB_FAILED,
-        INVALID_SPEC,
-        SOURCE_CONFIGMAP_MISSING,
-    ):
-        return "Warning"
-    if cond.type == AVAILABLE and not cond.status and was_true:
-        return "Warning"
-    return "Normal"
+_TEMPLATE_PROBLEMS = (TEMPLATE_JOB_FAILED, INVALID_SPEC, SOURCE_CONFIGMAP_MISSING)
+
+
+def _event_for(cond: Condition, old: dict[str, Any], findings: Findings) -> Event | None:
+    """The Event a condition's change is worth, if any.
+
+    Warnings for every new problem: a degradation (or a new reason for one), a template that
+    failed or cannot be made, lost availability. Normal ones for what follows a change: a
+    template a Job verified, a rollout of a changed Deployment completed, availability back
+    on a changed Deployment, a problem resolved. Bringing up a new SmolServe whose steps all
+    go well posts none (its conditions say it): the first rollout's transitions resolve by
+    themselves, and an Event for each would cost writes without telling anyone anything.
+    """
+    status = "True" if cond.status else "False"
+    message = f"{cond.type}={status}: {cond.message}"
+    flipped = bool(old) and old.get("status") != status
+    new_reason = old.get("reason") != cond.reason
+    changed_deployment = ((findings.deployment or {}).get("metadata") or {}).get(
+        "generation", 0
+    ) > 1
+    if cond.type == DEGRADED:
+        if cond.status and (new_reason or flipped):
+            return Event("Warning", cond.reason, message)
+        return Event("Normal", cond.reason, message) if flipped else None
+    if cond.type == TEMPLATE_READY:
+        if cond.reason in _TEMPLATE_PROBLEMS and new_reason:
+            return Event("Warning", cond.reason, message)
+        if cond.status and flipped and old.get("reason") == TEMPLATE_JOB_RUNNING:
+            return Event("Normal", cond.reason, message)  # a Job verified a new template
+        if cond.reason == TEMPLATE_JOB_RUNNING and flipped:
+            return Event("Normal", cond.reason, message)  # a change needs a new template
+        return None
+    if cond.type == AVAILABLE and flipped:
+        if not cond.status:
+            return Event("Warning", cond.reason, message)
+        return Event("Normal", cond.reason, message) if changed_deployment else None
+    if cond.type == PROGRESSING and flipped and not cond.status and changed_deployment:
+        return Event("Normal", cond.reason, message)  # a change rolled out
+    return None
 
 
 def build_status(
@@ -179,23 +205,9 @@ def build_status(
                 "observedGeneration": generation,
             }
         )
-        # An Event per transition: a status flip, a new reason for a problem, or the first
-        # word on the template and on any degradation.
-        first = not old and (cond.type == TEMPLATE_READY or (cond.type == DEGRADED and cond.status))
-        flipped = bool(old) and changed
-        new_problem = (
-            bool(old)
-            and cond.type in (TEMPLATE_READY, DEGRADED)
-            and old.get("reason") != cond.reason
-        )
-        if first or flipped or new_problem:
-            events.append(
-                Event(
-                    _event_type(cond, was_true=old.get("status") == "True"),
-                    cond.reason,
-                    f"{cond.type}={status}: {cond.message}",
-                )
-            )
+        event = _event_for(cond, old, findings)
+        if event is not None:
+            events.append(event)
     deployment_status = (findings.deployment or {}).get("status") or {}
     status: dict[str, Any] = {
         "observedGeneration": generation,
