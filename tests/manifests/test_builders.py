@@ -527,7 +527,9 @@ def _all(spec: dict[str, Any] | None = None, **kw: Any) -> list[dict[str, Any]]:
     s = spec_of({"parsers": {"reasoning": "smollm3"}, **(spec or {})}, **kw)
     template = ServedTemplate(CM, "1234abcd")
     inputs = template_inputs_hash(s, CONFIG)
-    children = desired_state(s, CONFIG, inputs_hash=inputs, template=template).objects()
+    children = desired_state(
+        s, CONFIG, inputs_hash=inputs, template=template, publishing=True
+    ).objects()
     children.append(
         build_template_configmap(
             serve=s.name, namespace=s.namespace, owner_uid=s.uid, text="x", inputs_hash="0" * 64
@@ -569,20 +571,32 @@ def test_without_a_uid_there_is_no_owner_reference():
 
 def test_no_deployment_before_a_template_exists():
     spec = spec_of()
-    desired = desired_state(
-        spec, CONFIG, inputs_hash=template_inputs_hash(spec, CONFIG), template=None
-    )
+    inputs = template_inputs_hash(spec, CONFIG)
+    desired = desired_state(spec, CONFIG, inputs_hash=inputs, template=None, publishing=True)
     kinds = [c["kind"] for c in desired.objects()]
     assert desired.deployment is None
     assert "Deployment" not in kinds and "Job" in kinds and "Service" in kinds
 
 
+def test_the_template_jobs_rbac_is_wanted_only_while_a_template_is_published():
+    """Least privilege: no standing account that may write ConfigMaps once the template is
+    there (the Job itself stays until pruned: render and the operator show it)."""
+    spec = spec_of()
+    inputs = template_inputs_hash(spec, CONFIG)
+    template = ServedTemplate(CM, "1234abcd")
+    done = desired_state(spec, CONFIG, inputs_hash=inputs, template=template, publishing=False)
+    assert done.job_rbac == () and done.job is not None
+    kinds = {c["kind"] for c in done.objects()}
+    assert not kinds & {"ServiceAccount", "Role", "RoleBinding"}
+    busy = desired_state(spec, CONFIG, inputs_hash=inputs, template=template, publishing=True)
+    assert [o["kind"] for o in busy.job_rbac] == ["ServiceAccount", "Role", "RoleBinding"]
+
+
 def test_no_job_while_the_template_inputs_cannot_be_known():
     spec = spec_of({"template": {"source": "configMap", "configMapRef": {"name": "t"}}})
-    desired = desired_state(spec, CONFIG, inputs_hash=None, template=None)
-    assert desired.job is None and [c["kind"] for c in desired.objects()] == [
-        "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service",
-    ]  # fmt: skip
+    desired = desired_state(spec, CONFIG, inputs_hash=None, template=None, publishing=True)
+    assert desired.job is None and desired.job_rbac == ()  # no Job: nothing needs its RBAC
+    assert [c["kind"] for c in desired.objects()] == ["ConfigMap", "Service"]
 
 
 @pytest.mark.parametrize(
@@ -657,7 +671,9 @@ def test_builders_do_not_mutate_or_share_state():
     before = copy.deepcopy(s.to_dict())
     template = ServedTemplate(CM, "1234abcd")
     for _ in range(2):
-        first = desired_state(s, CONFIG, inputs_hash="0" * 64, template=template).objects()
+        first = desired_state(
+            s, CONFIG, inputs_hash="0" * 64, template=template, publishing=False
+        ).objects()
         pod = next(o for o in first if o["kind"] == "Deployment")["spec"]["template"]["spec"]
         copied = [pod["nodeSelector"], pod["tolerations"], pod["affinity"]]
         copied.append(pod["containers"][0]["env"])
@@ -665,7 +681,9 @@ def test_builders_do_not_mutate_or_share_state():
         for value in copied:
             _scramble(value)
         assert s.to_dict() == before
-    again = desired_state(s, CONFIG, inputs_hash="0" * 64, template=template).objects()
+    again = desired_state(
+        s, CONFIG, inputs_hash="0" * 64, template=template, publishing=False
+    ).objects()
     pod = next(o for o in again if o["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == MUTABLE_SPEC["nodeSelector"]
     assert pod["tolerations"] == MUTABLE_SPEC["tolerations"]

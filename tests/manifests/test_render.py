@@ -64,6 +64,7 @@ def test_render_prints_exactly_the_builders_objects(tmp_path, capsys, monkeypatc
         config,
         inputs_hash=template_inputs_hash(first, config),
         template=ServedTemplate(f"smol-chat-template-{sha[:8]}", sha[:8]),
+        publishing=True,
     ).objects()
     assert objects[: len(expected)] == expected
     assert all(o["metadata"].get("labels", {}).get(labels.SERVE) for o in objects)

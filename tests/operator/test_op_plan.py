@@ -121,13 +121,16 @@ def test_a_failed_job_degrades_and_leaves_the_deployment_alone() -> None:
     first, live = converge(body, [template_cm(body, "T1", 1)])
     body["status"] = first.status
     body["spec"]["template"] = {"variant": "seed"}
-    job = next(o for o in plan(observed(body, live), CONFIG, NOW).create if o["kind"] == "Job")
+    started = plan(observed(body, live), CONFIG, NOW).create  # the Job and its RBAC
+    assert [o["kind"] for o in started] == ["ServiceAccount", "Role", "RoleBinding", "Job"]
+    job = started[-1]
     failed = stored(job, 90)
     failed["status"] = {
         "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
     }
     messages = {job["metadata"]["name"]: "template failed verification: tool-calls 0/20 FAIL"}
-    result = plan(observed(body, [*live, failed], job_messages=messages), CONFIG, LATER)
+    rbac = [stored(o, 80 + i) for i, o in enumerate(started[:-1])]
+    result = plan(observed(body, [*live, *rbac, failed], job_messages=messages), CONFIG, LATER)
     assert result.create == [] and result.patch == []
     degraded = condition(result, st.DEGRADED)
     assert (degraded["status"], degraded["reason"]) == ("True", st.TEMPLATE_JOB_FAILED)
@@ -196,7 +199,7 @@ def test_a_predecessors_children_are_never_touched_and_their_names_wait() -> Non
     assert "Deployment" not in {kind for kind, _ in created}
     waiting = condition(result, st.PROGRESSING)
     assert (waiting["status"], waiting["reason"]) == ("True", st.WAITING_FOR_PREDECESSOR)
-    assert "ServiceAccount ns/smol-template" in waiting["message"]
+    assert "Service ns/smol" in waiting["message"]
     assert condition(result, st.DEGRADED)["status"] == "False"
 
 
@@ -233,7 +236,8 @@ def test_a_deployment_whose_template_configmap_is_gone_is_degraded() -> None:
     assert (degraded["status"], degraded["reason"]) == ("True", st.TEMPLATE_CONFIGMAP_MISSING)
     assert first.status["templateConfigMap"] in degraded["message"]
     assert not any(ref.kind == "Deployment" for ref, _ in result.patch)  # rolls nothing
-    assert [o["kind"] for o in result.create] == ["Job"]  # publishes it again
+    # publishes it again (the Job, with its RBAC while it runs)
+    assert [o["kind"] for o in result.create] == ["ServiceAccount", "Role", "RoleBinding", "Job"]
 
 
 def test_a_succeeded_job_whose_configmap_vanished_runs_again() -> None:

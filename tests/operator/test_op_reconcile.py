@@ -134,8 +134,12 @@ CHILD_KINDS = [
 
 def test_deleting_the_smolserve_removes_its_children(world: World) -> None:
     world.create()
+    world.wait_job()
+    rbac = [("serviceaccounts", ""), ("roles", "rbac.authorization.k8s.io")]
+    wait_for(lambda: all(world.children(p, g) for p, g in rbac), what="the Job's RBAC")
     world.run_template()
-    assert all(world.children(p, g) for p, g in CHILD_KINDS)  # every kind exists before
+    wait_for(lambda: not world.children(*rbac[0]), what="the RBAC gone once published")
+    assert world.children("deployments", "apps") and world.children("jobs", "batch")
     start = world.log_length()
     world.delete()
     wait_for(lambda: not any(world.children(p, g) for p, g in CHILD_KINDS), what="children gone")

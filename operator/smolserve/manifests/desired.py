@@ -44,17 +44,21 @@ class DesiredState:
     """What a SmolServe should have, given what is known about its template.
 
     ``job``: the template Job for the current inputs (None when they cannot be known: a
-    configMap source that does not exist). ``deployment``: only with a verified template
-    (never before one exists). ``children``: the rest, always.
+    configMap source that does not exist). ``job_rbac``: the Job's ServiceAccount, Role and
+    RoleBinding, wanted only while a template must be published (least privilege: no standing
+    account that may write ConfigMaps once the template exists). ``deployment``: only with a
+    verified template (never before one exists). ``children``: the rest, always.
     """
 
     job: dict[str, Any] | None
+    job_rbac: tuple[dict[str, Any], ...]
     children: tuple[dict[str, Any], ...]
     deployment: dict[str, Any] | None
 
     def objects(self) -> list[dict[str, Any]]:
         """Everything, in creation order (RBAC before the Job that needs it, Deployment last)."""
-        found = [*self.children, *(o for o in (self.job, self.deployment) if o is not None)]
+        optional = (o for o in (self.job, self.deployment) if o is not None)
+        found = [*self.job_rbac, *self.children, *optional]
         return sorted(found, key=lambda obj: creation_order(obj["kind"]))
 
 
@@ -64,14 +68,16 @@ def desired_state(
     *,
     inputs_hash: str | None,
     template: ServedTemplate | None,
+    publishing: bool,
 ) -> DesiredState:
     """The desired objects of ``spec``.
 
     ``inputs_hash``: ``template_inputs_hash`` of the current inputs (with the configMap
     source's text hashed in), or None when a configMap source is missing. ``template``: the
-    verified template to serve, if one is known.
+    verified template to serve, if one is known. ``publishing``: a template Job has to run
+    (or is running) for these inputs, so its RBAC is wanted.
     """
-    children = [*build_template_rbac(spec)]
+    children = []
     if uses_parser_plugin(spec):
         children.append(build_parser_configmap(spec, config))
     children.append(build_service(spec))
@@ -87,4 +93,5 @@ def desired_state(
         if template is not None
         else None
     )
-    return DesiredState(job=job, children=tuple(children), deployment=deployment)
+    rbac = tuple(build_template_rbac(spec)) if publishing and job is not None else ()
+    return DesiredState(job=job, job_rbac=rbac, children=tuple(children), deployment=deployment)

@@ -48,6 +48,11 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kopf logs a line per handler call on every watch event of every object ("Handler
+        # 'deployment-changed' succeeded."): at scale that is most of the log and ~10 % of the
+        # operator's CPU. Warnings and errors still show; --verbose shows everything.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
     run(
         namespaces=args.namespace,

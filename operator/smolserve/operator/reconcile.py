@@ -294,7 +294,7 @@ def _children(
     blocked: set[Ref],
 ) -> dict[str, Any] | None:
     """Steps 2 and 3: every desired object; returns the Deployment as it will be."""
-    for obj in desired.children:
+    for obj in (*desired.job_rbac, *desired.children):
         if Ref.of(obj) not in blocked:
             _ensure(result, obj, live.get(obj))
     job = desired.job
@@ -329,6 +329,13 @@ def _projected(
 
 # --- 4. prune ------------------------------------------------------------------------------------
 
+# Kinds whose owned objects go as soon as the desired state no longer lists them.
+PRUNED_WHEN_UNWANTED = ("ServiceAccount", "Role", "RoleBinding")
+
+
+def _of_kinds(live: Live, kinds: Iterable[str]) -> list[dict[str, Any]]:
+    return [obj for kind in kinds for obj in live.of_kind(kind)]
+
 
 def _prune(
     result: Plan,
@@ -351,11 +358,13 @@ def _prune(
     result.delete += [
         Ref.of(cm) for cm in templates if cm["metadata"]["name"] not in keep | mounted
     ]
-    # Parser-plugin ConfigMaps of another plugin version, or of a spec that needs none.
+    # Parser-plugin ConfigMaps of another plugin version, or of a spec that needs none; the
+    # template Job's RBAC once no Job has to publish a template.
+    unwanted = [*live.of_kind("ConfigMap", PARSERS), *_of_kinds(live, PRUNED_WHEN_UNWANTED)]
     result.delete += [
-        Ref.of(cm)
-        for cm in live.of_kind("ConfigMap", PARSERS)
-        if Ref.of(cm) not in wanted and cm["metadata"]["name"] not in mounted
+        Ref.of(obj)
+        for obj in unwanted
+        if Ref.of(obj) not in wanted and obj["metadata"]["name"] not in mounted
     ]
     if template.inputs is not None:
         result.delete += [
@@ -450,7 +459,13 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
 
     spec = observed.spec
     template = _template(spec, observed, live, config, now)
-    desired = desired_state(spec, config, inputs_hash=template.inputs, template=template.served)
+    desired = desired_state(
+        spec,
+        config,
+        inputs_hash=template.inputs,
+        template=template.served,
+        publishing=template.ready is None,
+    )
     blocking = _blocking(desired, observed.foreign)
     deployment = _children(result, desired, live, template, {Ref.of(o) for o in blocking})
     _prune(result, desired, live, template, deployment)
