@@ -102,6 +102,9 @@ def test_a_recreated_smolserve_never_adopts_its_predecessors_children(
     world: World, stage: str
 ) -> None:
     spec = STAGES[stage](world)
+    reconciler = world.operator.reconciler
+    assert reconciler is not None
+    wait_for(reconciler.idle, what="the first SmolServe's reconcile to finish")
     old_uid = world.serve()["metadata"]["uid"]
     old = _versions(world)
     assert old and all(_controller(o) == old_uid for o in _children(world))

@@ -141,6 +141,7 @@ class Reconciler:
         self._handled: set[Key] = set()  # its own kopf handler ran (in this process)
         self._queued: dict[Key, bool] = {}  # a reconcile is queued (any event a deletion?)
         self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
+        self._incarnation: dict[Key, str | None] = {}  # the uid the state above is about
 
     # --- the reconcile -----------------------------------------------------------------------
 
@@ -164,7 +165,11 @@ class Reconciler:
             if not serves or serves[0]["metadata"].get("deletionTimestamp"):
                 self.forget(key)
                 return  # deleted: owner references take the children
+            uid = serves[0]["metadata"].get("uid")
+            if self._incarnation.get(key) not in (None, uid):
+                self.forget(key)  # deleted and re-created under its name: start clean
             with self._guard:
+                self._incarnation[key] = uid
                 if patch is not None:
                     self._handled.add(key)
                 elif key not in self._handled:
@@ -375,7 +380,7 @@ class Reconciler:
         """How many SmolServes the operator keeps anything for (for leak checks)."""
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
-            keys |= self._handled | self._specs.keys()
+            keys |= self._handled | self._specs.keys() | self._incarnation.keys()
         return max(len(keys), len(self.overlay), len(self._locks))
 
     def forget(self, key: Key) -> None:
@@ -387,3 +392,4 @@ class Reconciler:
             self._progress.pop(key, None)
             self._handled.discard(key)
             self._specs.pop(key, None)
+            self._incarnation.pop(key, None)
