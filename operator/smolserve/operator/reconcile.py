@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smolserve import labels
-from smolserve.kinds import OPTIONAL_CHILDREN, Ref, creation_order
+from smolserve.kinds import Ref, creation_order
 from smolserve.manifests import (
     TEMPLATE_HISTORY,
     DesiredState,
@@ -342,6 +342,13 @@ def _projected(
 
 # --- 4. prune ------------------------------------------------------------------------------------
 
+# The autoscaler and the pool: one of each kind at most, deleted when no longer desired.
+_FLEET_KINDS = (
+    ("HorizontalPodAutoscaler", AUTOSCALER),
+    ("ScaledObject", AUTOSCALER),
+    ("InferencePool", ROUTING),
+)
+
 
 def _prune(
     result: Plan,
@@ -384,12 +391,6 @@ def _prune(
         for obj in live.of_kind(kind, component)
         if Ref.of(obj) not in wanted
     ]
-
-
-_FLEET_KINDS = (
-    ("HorizontalPodAutoscaler", AUTOSCALER),
-    *((r.kind, AUTOSCALER if r.kind == "ScaledObject" else ROUTING) for r in OPTIONAL_CHILDREN),
-)
 
 
 # --- 5. status -----------------------------------------------------------------------------------
