@@ -15,6 +15,7 @@ from smolserve.manifests import OperatorConfig
 from support import EmulatedCluster, load_crds
 from support.kubelet import Kubelet
 from support.running import OperatorThread
+from support.thirdparty import serve_optional_apis
 from support.world import World
 
 NAMESPACE = "default"
@@ -43,6 +44,23 @@ def api_client(cluster: EmulatedCluster) -> kubernetes.client.ApiClient:
 
 @pytest.fixture()
 def operator(cluster: EmulatedCluster, operator_config: OperatorConfig) -> Iterator[OperatorThread]:
+    thread = OperatorThread(operator_config)
+    thread.start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture()
+def optional_apis(api_client: kubernetes.client.ApiClient) -> None:
+    """The emulator serves KEDA's ScaledObject and the InferencePool (stand-in CRDs)."""
+    serve_optional_apis(api_client)
+
+
+@pytest.fixture()
+def fleet_operator(
+    optional_apis: None, operator_config: OperatorConfig
+) -> Iterator[OperatorThread]:
+    """The operator, started once the optional APIs are served (kopf watches what it finds)."""
     thread = OperatorThread(operator_config)
     thread.start()
     yield thread

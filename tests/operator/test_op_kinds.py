@@ -21,7 +21,10 @@ def test_refs_name_the_api_paths() -> None:
 def test_every_child_kind_is_served_and_ordered_for_creation() -> None:
     assert set(CHILD_KINDS) <= set(BY_KIND)
     order = sorted(CHILD_KINDS, key=creation_order)
-    assert order.index("Role") < order.index("Job") and order[-1] == "Deployment"
+    assert order.index("Role") < order.index("Job")  # the Job's RBAC first
+    # The Deployment after what its pods mount and the Service in front of them.
+    assert order.index("ConfigMap") < order.index("Deployment")
+    assert order.index("Service") < order.index("Deployment")
     assert creation_order("Unknown") == len(CHILD_KINDS)
 
 

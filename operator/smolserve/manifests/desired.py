@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from smolserve.kinds import creation_order
+from smolserve.manifests.autoscaling import build_autoscaler
 from smolserve.manifests.common import OperatorConfig
+from smolserve.manifests.routing import build_inference_pool
 from smolserve.manifests.server import (
     build_deployment,
     build_parser_configmap,
@@ -47,7 +49,9 @@ class DesiredState:
     configMap source that does not exist). ``job_rbac``: the Job's ServiceAccount, Role and
     RoleBinding, wanted only while a template must be published (least privilege: no standing
     account that may write ConfigMaps once the template exists). ``deployment``: only with a
-    verified template (never before one exists). ``children``: the rest, always.
+    verified template (never before one exists). ``children``: the rest, always (the
+    autoscaler and the InferencePool included, when the spec asks for them; the planner
+    writes only the kinds the cluster serves).
     """
 
     job: dict[str, Any] | None
@@ -81,6 +85,8 @@ def desired_state(
     if uses_parser_plugin(spec):
         children.append(build_parser_configmap(spec, config))
     children.append(build_service(spec))
+    # The autoscaler and the pool, whether or not the Deployment exists yet: both wait for it.
+    children += [obj for obj in (build_autoscaler(spec), build_inference_pool(spec)) if obj]
     job = (
         build_template_job(spec, config, inputs_hash=inputs_hash)
         if inputs_hash is not None

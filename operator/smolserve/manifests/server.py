@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from smolserve import labels
+from smolserve.manifests.autoscaling import enabled_autoscaling
 from smolserve.manifests.common import (
     ADAPTERS_DIR,
     CACHE_DIR,
@@ -295,12 +296,14 @@ def build_deployment(
     if spec.runtime_class_name:
         pod_spec["runtimeClassName"] = spec.runtime_class_name
 
+    # Under an autoscaler the replicas are its own: the Deployment's spec leaves them out.
+    replicas = {} if enabled_autoscaling(spec) else {"replicas": spec.replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": child_metadata(spec, spec.name, SERVER),
         "spec": {
-            "replicas": spec.replicas,
+            **replicas,
             "revisionHistoryLimit": TEMPLATE_HISTORY,
             "selector": {"matchLabels": selector_labels(spec.name)},
             "strategy": {

@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve a liveness probe on http://0.0.0.0:PORT/healthz",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the operator's Prometheus metrics on http://0.0.0.0:PORT/metrics",
+    )
+    parser.add_argument(
         "--no-scanning",
         action="store_true",
         help="do not watch namespaces and CRDs for changes (for API servers that lack them)",
@@ -60,5 +66,6 @@ def _run(args: argparse.Namespace) -> int:
         standalone=args.standalone,
         liveness=liveness,
         scanning=not args.no_scanning,
+        metrics_port=args.metrics_port,
     )
     return 0

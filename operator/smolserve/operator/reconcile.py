@@ -17,7 +17,11 @@ the Events to post. It runs in named steps:
 4. **prune**: the newest ``TEMPLATE_HISTORY`` template ConfigMaps are kept (the one in use and
    the ready one always), finished Jobs of other inputs and children no longer desired are
    deleted, and nothing the live Deployment mounts is ever deleted;
-5. **status**: conditions and Events from what the steps found (``status.Findings``, built once).
+5. **status**: conditions and Events from what the steps found (``status.Findings``, built once);
+   the autoscaler's and the InferencePool's from ``fleet.fleet_findings``.
+
+Kinds of other projects that the cluster does not serve (``Observed.unserved``: KEDA's
+ScaledObject, the InferencePool) are never written; their condition says so.
 
 Only children whose controller ownerReference is this SmolServe's uid are acted on. Objects
 that carry its label but belong to someone else (typically the children of a deleted SmolServe
@@ -47,10 +51,13 @@ from smolserve.manifests import (
     template_inputs_hash,
     template_job_name,
 )
+from smolserve.manifests.autoscaling import AUTOSCALER, enabled_autoscaling
 from smolserve.manifests.common import PARSERS, TEMPLATE
+from smolserve.manifests.routing import ROUTING
 from smolserve.manifests.template import published_inputs
 from smolserve.operator import status as st
 from smolserve.operator.apply import merge_patch_for, with_last_applied
+from smolserve.operator.fleet import fleet_findings
 from smolserve.spec import SmolServeSpec, SpecError, load_spec
 
 # A template Job that succeeded this long ago while its ConfigMap does not exist: the
@@ -76,6 +83,8 @@ class Observed:
     foreign: list[dict[str, Any]] = field(default_factory=list)  # labelled, owned by another
     source: SourceState | None = None  # only with template.source configMap
     job_messages: dict[str, str] = field(default_factory=dict)  # failed Job → its pod's message
+    # Kinds of other projects (``kinds.OPTIONAL_CHILDREN``) this cluster does not serve.
+    unserved: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -292,10 +301,11 @@ def _children(
     live: Live,
     template: TemplateFindings,
     blocked: set[Ref],
+    unserved: frozenset[str] = frozenset(),
 ) -> dict[str, Any] | None:
     """Steps 2 and 3: every desired object; returns the Deployment as it will be."""
     for obj in (*desired.job_rbac, *desired.children):
-        if Ref.of(obj) not in blocked:
+        if Ref.of(obj) not in blocked and obj["kind"] not in unserved:
             _ensure(result, obj, live.get(obj))
     job = desired.job
     if job is not None and template.ready is None and Ref.of(job) not in blocked:
@@ -320,9 +330,12 @@ def _projected(
     generation = live["metadata"].get("generation", 0)
     if "spec" not in result.patch[-1][1]:
         return live
+    spec = desired["spec"]
+    if "replicas" not in spec and "replicas" in (live.get("spec") or {}):
+        spec = {**spec, "replicas": live["spec"]["replicas"]}  # the autoscaler's, kept
     return {
         **live,
-        "spec": desired["spec"],
+        "spec": spec,
         "metadata": {**live["metadata"], "generation": generation + 1},
     }
 
@@ -335,6 +348,14 @@ PRUNED_WHEN_UNWANTED = ("ServiceAccount", "Role", "RoleBinding")
 
 def _of_kinds(live: Live, kinds: Iterable[str]) -> list[dict[str, Any]]:
     return [obj for kind in kinds for obj in live.of_kind(kind)]
+
+
+# The autoscaler and the pool: one of each kind at most, deleted when no longer desired.
+_FLEET_KINDS = (
+    ("HorizontalPodAutoscaler", AUTOSCALER),
+    ("ScaledObject", AUTOSCALER),
+    ("InferencePool", ROUTING),
+)
 
 
 def _prune(
@@ -373,6 +394,13 @@ def _prune(
             if _labels(job).get(labels.INPUTS_HASH) != template.inputs[:8]
             and job_state(job) != "running"
         ]
+    # An autoscaler or pool the spec no longer asks for (turned off, another engine).
+    result.delete += [
+        Ref.of(obj)
+        for kind, component in _FLEET_KINDS
+        for obj in live.of_kind(kind, component)
+        if Ref.of(obj) not in wanted
+    ]
 
 
 # --- 5. status -----------------------------------------------------------------------------------
@@ -467,14 +495,18 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         publishing=template.ready is None,
     )
     blocking = _blocking(desired, observed.foreign)
-    deployment = _children(result, desired, live, template, {Ref.of(o) for o in blocking})
+    blocked = {Ref.of(o) for o in blocking}
+    deployment = _children(result, desired, live, template, blocked, observed.unserved)
     _prune(result, desired, live, template, deployment)
     waiting = _waiting(blocking, serve)
+    fleet = fleet_findings(spec, observed.children, observed.unserved)
     degraded = (
         template.degraded
         or (waiting if waiting is not None and waiting.type == st.DEGRADED else None)
         or _missing_template(deployment, live, template.ready)
+        or fleet.degraded
     )
+    autoscaling = enabled_autoscaling(spec)
     result.findings = st.Findings(
         template=template.condition,
         degraded=degraded,
@@ -486,6 +518,8 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         selector=selector_string(spec.name),
         model_revision=spec.model.revision,
         waiting=waiting if waiting is not None and waiting.type == st.PROGRESSING else None,
+        autoscaler_min=autoscaling.min_replicas if autoscaling is not None else None,
+        fleet=fleet.conditions,
     )
     return _status(result, previous, generation, now)
 

@@ -11,10 +11,12 @@ controller-runtime reconciler does:
 4. **report**: write the status (into kopf's own patch when the SmolServe's handler runs, so
    it and kopf's bookkeeping are one write) and post the Events.
 
-Reads are API calls in two cases only, both rare and remembered: a failed template Job's
-termination message (the pod's, listed once per Job) and a configMap template source that is
-not in the watch cache (to tell "missing" from "not labelled"). At steady state a reconcile
-makes no request at all. Calls for one SmolServe are serialized; different SmolServes run in
+Reads are API calls in three cases only, all rare and remembered: a failed template Job's
+termination message (the pod's, listed once per Job), a configMap template source that is
+not in the watch cache (to tell "missing" from "not labelled"), and API discovery of the
+optional kinds (KEDA, InferencePool) once a spec asks for one (``discovery.py``). At steady
+state a reconcile makes no request at all. Each reconcile ends in one call to the metrics hook
+(``metrics.py``). Calls for one SmolServe are serialized; different SmolServes run in
 parallel (kopf runs synchronous handlers in threads).
 """
 
@@ -26,6 +28,7 @@ import datetime
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +38,11 @@ import kopf
 from smolserve import labels
 from smolserve.kinds import CHILD_KINDS, Ref
 from smolserve.manifests import OperatorConfig
+from smolserve.manifests.autoscaling import enabled_autoscaling
 from smolserve.operator import reconcile
+from smolserve.operator.discovery import ServedApis
 from smolserve.operator.kube import ApiError, Kube
+from smolserve.operator.metrics import OperatorMetrics
 from smolserve.operator.overlay import Key, Overlay, resource_version
 from smolserve.spec import SmolServeSpec, SpecError
 
@@ -125,12 +131,34 @@ def termination_message(pods: Iterable[dict[str, Any]]) -> str:
     return ""
 
 
-class Reconciler:
-    """The operator's state between handler calls, and the reconcile itself."""
+def needs_optional_kinds(spec: SmolServeSpec) -> bool:
+    """Whether the spec asks for a kind a cluster may not serve (ScaledObject, InferencePool)."""
+    autoscaling = enabled_autoscaling(spec)
+    pool = spec.inference_pool
+    return (autoscaling is not None and autoscaling.engine == "keda") or (
+        pool is not None and pool.enabled
+    )
 
-    def __init__(self, kube: Kube, config: OperatorConfig) -> None:
+
+class Reconciler:
+    """The operator's state between handler calls, and the reconcile itself.
+
+    ``apis``: which optional kinds the cluster serves (default: discovered once, at first
+    need). ``metrics``: the operator's Prometheus metrics (default: a registry of its own).
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        config: OperatorConfig,
+        *,
+        apis: ServedApis | None = None,
+        metrics: OperatorMetrics | None = None,
+    ) -> None:
         self.kube = kube
         self.config = config
+        self.apis = apis if apis is not None else ServedApis(kube)
+        self.metrics = metrics if metrics is not None else OperatorMetrics()
         self.overlay = Overlay()
         self._locks = KeyedLocks()
         self._guard = threading.Lock()
@@ -175,18 +203,26 @@ class Reconciler:
                 elif key not in self._handled:
                     return  # its own handler (create, or resume at start) has not run; it will
             serve = self.overlay.serve(key, serves[0])
-            observed = self._observe(key, serve, indexes)
-            plan = reconcile.plan(observed, self.config, now())
-            if after_deletion and plan.writes and not self._still_there(key, serve):
-                return  # deleted or re-created meanwhile: its own handler has the last word
+            started = time.perf_counter()
             try:
-                self._apply(key, plan)
-            except ApiError as exc:
-                if not isinstance(exc, Refused) and exc.status not in PERMANENT:
-                    raise
-                # Nothing but a change (to the spec, a policy, the operator's RBAC) fixes this.
-                plan = reconcile.refused(plan, f"HTTP {exc.status}: {exc}", serve, now())
-            self._report(key, serve, plan, patch)
+                observed = self._observe(key, serve, indexes)
+                plan = reconcile.plan(observed, self.config, now())
+                if after_deletion and plan.writes and not self._still_there(key, serve):
+                    return  # deleted or re-created meanwhile: its own handler has the last word
+                result = "changed" if plan.writes else "unchanged"
+                try:
+                    self._apply(key, plan)
+                except ApiError as exc:
+                    if not isinstance(exc, Refused) and exc.status not in PERMANENT:
+                        raise
+                    # Nothing but a change (to the spec, a policy, the operator's RBAC) fixes it.
+                    plan = reconcile.refused(plan, f"HTTP {exc.status}: {exc}", serve, now())
+                    result = "refused"
+                self._report(key, serve, plan, patch)
+            except ApiError:
+                self.metrics.failed(time.perf_counter() - started)
+                raise
+            self.metrics.reconciled(key, observed, plan, result, time.perf_counter() - started)
             seen = max(map(resource_version, [serve, *observed.children, *observed.foreign]))
             with self._guard:
                 self._progress[key] = Progress(seen, plan.writes, len(plan.events))
@@ -240,6 +276,11 @@ class Reconciler:
         source = None
         if isinstance(spec, SmolServeSpec) and spec.template.config_map_ref is not None:
             source = self._source(key, spec, indexes)
+        unserved = (
+            self.apis.unserved()
+            if isinstance(spec, SmolServeSpec) and needs_optional_kinds(spec)
+            else frozenset()
+        )
         return reconcile.Observed(
             serve=serve,
             spec=spec,
@@ -247,6 +288,7 @@ class Reconciler:
             foreign=foreign,
             source=source,
             job_messages=self._failed_job_messages(key, owned),
+            unserved=unserved,
         )
 
     def _spec(self, key: Key, serve: dict[str, Any]) -> SmolServeSpec | SpecError:
@@ -319,6 +361,8 @@ class Reconciler:
             try:
                 self.overlay.record(key, ref, self.kube.create(obj))
             except ApiError as exc:
+                if exc.status == 404 and ref.resource.optional:
+                    self.apis.recheck(ref.resource)  # uninstalled? the retry then says so
                 if exc.status != 409:
                     raise
                 # Not in this operator's caches, so not labelled for this SmolServe.
@@ -381,11 +425,12 @@ class Reconciler:
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
             keys |= self._handled | self._specs.keys() | self._incarnation.keys()
-        return max(len(keys), len(self.overlay), len(self._locks))
+        return max(len(keys), len(self.overlay), len(self._locks), self.metrics.tracked())
 
     def forget(self, key: Key) -> None:
         """Drop everything kept for a deleted SmolServe: a new one of that name starts clean."""
         self.overlay.forget(key)
+        self.metrics.forget(key)
         with self._guard:
             self._job_messages.pop(key, None)
             self._sources.pop(key, None)

@@ -15,6 +15,9 @@ TEMPLATE_READY = "TemplateReady"
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+# Only while the spec turns the feature on (operator/fleet.py).
+AUTOSCALER_READY = "AutoscalerReady"
+INFERENCE_POOL_READY = "InferencePoolReady"
 
 # Reasons (docs/operator.md has the table: reason → meaning → fix).
 TEMPLATE_VERIFIED = "TemplateVerified"
@@ -33,6 +36,13 @@ ROLLING_OUT = "RollingOut"
 ROLLOUT_COMPLETE = "RolloutComplete"
 ROLLOUT_STALLED = "ProgressDeadlineExceeded"
 AS_EXPECTED = "AsExpected"
+API_NOT_SERVED = "APINotServed"
+AUTOSCALER_ACTIVE = "AutoscalerActive"
+WAITING_FOR_AUTOSCALER = "WaitingForAutoscaler"
+AUTOSCALER_FAILING = "AutoscalerFailing"
+POOL_READY = "InferencePoolAccepted"
+WAITING_FOR_POOL = "WaitingForInferencePool"
+POOL_NOT_ACCEPTED = "InferencePoolNotAccepted"
 
 # Phases, in the order `kubectl get smol` users read them.
 PENDING, PROGRESSING_PHASE, READY, DEGRADED_PHASE = "Pending", "Progressing", "Ready", "Degraded"
@@ -61,6 +71,11 @@ class Findings:
     model_revision: str | None = None
     # Progressing, when desired objects wait for a deleted predecessor's to be collected.
     waiting: Condition | None = None
+    # With an autoscaler: its minimum (the replicas are then the Deployment's own, and a
+    # scale-up is not a rollout). None: the spec's replicas.
+    autoscaler_min: int | None = None
+    # AutoscalerReady, InferencePoolReady: the conditions of the features the spec turns on.
+    fleet: tuple[Condition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,9 +86,14 @@ class Event:
 
 
 def _deployment_conditions(
-    deployment: dict[str, Any] | None, desired_replicas: int
+    deployment: dict[str, Any] | None, desired_replicas: int, autoscaler_min: int | None = None
 ) -> tuple[Condition, Condition | None]:
-    """Available and Progressing as the Deployment reports them (None: no rollout under way)."""
+    """Available and Progressing as the Deployment reports them (None: no rollout under way).
+
+    Under an autoscaler the Deployment's own replicas are the desired ones; it is available
+    with the autoscaler's minimum ready (or its current replicas, when scaled below that, to
+    zero included), and a scale-up is no rollout: only a new pod template is.
+    """
     if deployment is None:
         return Condition(
             AVAILABLE, False, NO_DEPLOYMENT, "no Deployment yet: waiting for a verified template"
@@ -81,14 +101,18 @@ def _deployment_conditions(
     status = deployment.get("status") or {}
     ready = status.get("readyReplicas") or 0
     reported = {c.get("type"): c for c in status.get("conditions") or []}
-    if ready >= desired_replicas:  # 0 of 0 is available, as the Deployment controller says
-        available = Condition(
-            AVAILABLE, True, DEPLOYMENT_AVAILABLE, f"{ready}/{desired_replicas} replicas ready"
-        )
+    scaled = autoscaler_min is not None
+    if scaled:
+        desired_replicas = (deployment.get("spec") or {}).get("replicas", 1)
+        needed = min(autoscaler_min, desired_replicas)
+        counts = f"{ready}/{desired_replicas} replicas ready (the autoscaler's count)"
     else:
-        available = Condition(
-            AVAILABLE, False, DEPLOYMENT_UNAVAILABLE, f"{ready}/{desired_replicas} replicas ready"
-        )
+        needed = desired_replicas
+        counts = f"{ready}/{desired_replicas} replicas ready"
+    if ready >= needed:  # 0 of 0 is available, as the Deployment controller says
+        available = Condition(AVAILABLE, True, DEPLOYMENT_AVAILABLE, counts)
+    else:
+        available = Condition(AVAILABLE, False, DEPLOYMENT_UNAVAILABLE, counts)
     progress = reported.get("Progressing") or {}
     if progress.get("reason") == ROLLOUT_STALLED:
         return available, Condition(
@@ -96,12 +120,16 @@ def _deployment_conditions(
         )
     generation = deployment.get("metadata", {}).get("generation", 0)
     updated = status.get("updatedReplicas") or 0
-    settled = (
-        status.get("observedGeneration", 0) >= generation
-        and updated >= desired_replicas
-        and ready >= desired_replicas
-        and (status.get("replicas") or 0) <= desired_replicas
-    )
+    observed = status.get("observedGeneration", 0) >= generation
+    if scaled:  # no pod of an older template left, and the minimum ready
+        settled = observed and updated >= (status.get("replicas") or 0) and ready >= needed
+    else:
+        settled = (
+            observed
+            and updated >= desired_replicas
+            and ready >= desired_replicas
+            and (status.get("replicas") or 0) <= desired_replicas
+        )
     if settled:
         return available, None
     message = f"rolling out: {updated}/{desired_replicas} updated, {ready} ready"
@@ -109,7 +137,9 @@ def _deployment_conditions(
 
 
 def conditions_for(findings: Findings) -> list[Condition]:
-    available, rollout = _deployment_conditions(findings.deployment, findings.desired_replicas)
+    available, rollout = _deployment_conditions(
+        findings.deployment, findings.desired_replicas, findings.autoscaler_min
+    )
     template = findings.template
     if rollout is not None:
         progressing = rollout
@@ -127,7 +157,7 @@ def conditions_for(findings: Findings) -> list[Condition]:
         degraded = Condition(DEGRADED, True, ROLLOUT_STALLED, rollout.message)
     else:
         degraded = Condition(DEGRADED, False, AS_EXPECTED, "no problems found")
-    return [template, available, progressing, degraded]
+    return [template, available, progressing, degraded, *findings.fleet]
 
 
 def phase_of(conditions: list[Condition], has_deployment: bool) -> str:
@@ -179,6 +209,11 @@ def _event_for(cond: Condition, old: dict[str, Any], findings: Findings) -> Even
         return Event("Normal", cond.reason, message) if changed_deployment else None
     if cond.type == PROGRESSING and flipped and not cond.status and changed_deployment:
         return Event("Normal", cond.reason, message)  # a change rolled out
+    if cond.type in (AUTOSCALER_READY, INFERENCE_POOL_READY):
+        waiting = cond.reason in (WAITING_FOR_AUTOSCALER, WAITING_FOR_POOL)
+        if not cond.status and not waiting and new_reason:
+            return Event("Warning", cond.reason, message)
+        return Event("Normal", cond.reason, message) if cond.status and flipped else None
     return None
 
 

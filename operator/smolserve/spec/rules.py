@@ -105,6 +105,30 @@ def _rollout_rules(r: dict[str, Any]) -> list[str]:
     return failed
 
 
+def _autoscaling_rules(a: dict[str, Any] | None) -> list[str]:
+    if a is None:
+        return []
+    path, failed = "spec.autoscaling", []
+    if a["minReplicas"] > a["maxReplicas"]:
+        failed.append(f"{path}: minReplicas must not be more than maxReplicas")
+    if a["minReplicas"] == 0 and a["engine"] != "keda":
+        failed.append(
+            f"{path}: minReplicas 0 (scale to zero) needs engine keda: a "
+            "HorizontalPodAutoscaler keeps at least one pod"
+        )
+    if a["metric"] == "kvCacheUsage" and a["target"] > 1:
+        failed.append(
+            f"{path}: with metric kvCacheUsage, target is the fraction of the KV cache in use "
+            "per pod (at most 1, e.g. 0.8)"
+        )
+    if a["engine"] == "keda" and "serverAddress" not in (a.get("prometheus") or {}):
+        failed.append(
+            f"{path}: engine keda needs prometheus.serverAddress (the Prometheus that scrapes "
+            "vLLM's /metrics)"
+        )
+    return failed
+
+
 def cel_failures(spec: dict[str, Any]) -> list[str]:
     """The CRD's cross-field rules that a defaulted, schema-valid spec breaks (one line each)."""
     return [
@@ -114,4 +138,5 @@ def cel_failures(spec: dict[str, Any]) -> list[str]:
         *_lora_rules(spec["lora"]),
         *_engine_rules(spec["engine"]),
         *_rollout_rules(spec["rollout"]),
+        *_autoscaling_rules(spec.get("autoscaling")),
     ]

@@ -138,6 +138,76 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class AutoscalingSpec:
+    """``spec.autoscaling``: the autoscaler that owns the Deployment's replicas when enabled."""
+
+    enabled: bool
+    engine: str  # keda | hpa
+    min_replicas: int
+    max_replicas: int
+    metric: str  # waitingRequests | kvCacheUsage
+    target: int | float
+    prometheus_server: str | None
+    prometheus_query: str | None
+    polling_interval: int
+    cooldown_period: int
+    hpa_metric_name: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "enabled": self.enabled,
+            "engine": self.engine,
+            "minReplicas": self.min_replicas,
+            "maxReplicas": self.max_replicas,
+            "metric": self.metric,
+            "target": self.target,
+            "keda": {
+                "pollingInterval": self.polling_interval,
+                "cooldownPeriod": self.cooldown_period,
+            },
+        }
+        prometheus = {
+            key: value
+            for key, value in (
+                ("serverAddress", self.prometheus_server),
+                ("query", self.prometheus_query),
+            )
+            if value is not None
+        }
+        if prometheus:
+            out["prometheus"] = prometheus
+        if self.hpa_metric_name is not None:
+            out["hpa"] = {"metricName": self.hpa_metric_name}
+        return out
+
+
+@dataclass(frozen=True)
+class EndpointPickerRef:
+    name: str
+    port: int
+    failure_mode: str
+
+
+@dataclass(frozen=True)
+class InferencePoolSpec:
+    """``spec.inferencePool``: an InferencePool over the vLLM pods when enabled."""
+
+    enabled: bool
+    endpoint_picker: EndpointPickerRef
+
+    def to_dict(self) -> dict[str, Any]:
+        ref = self.endpoint_picker
+        return {
+            "enabled": self.enabled,
+            "endpointPickerRef": {
+                "name": ref.name,
+                "port": ref.port,
+                "failureMode": ref.failure_mode,
+            },
+        }
+
+
+@dataclass(frozen=True)
 class SmolServeSpec:
     """A SmolServe with defaults applied. ``name``/``namespace``/``uid`` identify the owner."""
 
@@ -159,6 +229,8 @@ class SmolServeSpec:
     replicas: int
     rollout: RolloutSpec
     service: ServiceSpec
+    autoscaling: AutoscalingSpec | None = None  # absent: spec.replicas pods
+    inference_pool: InferencePoolSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The spec in the CRD's shape (camelCase), every default filled in."""
@@ -223,6 +295,10 @@ class SmolServeSpec:
                 "annotations": dict(self.service.annotations),
             },
         }
+        if self.autoscaling is not None:
+            out["autoscaling"] = self.autoscaling.to_dict()
+        if self.inference_pool is not None:
+            out["inferencePool"] = self.inference_pool.to_dict()
         if self.affinity is not None:
             out["affinity"] = self.affinity
         if self.runtime_class_name is not None:
