@@ -170,8 +170,9 @@ ADAPTERS = [
 ]
 
 
-def test_lora_flags_exactly():
-    args = vllm_args(spec_of({"lora": {"adapters": ADAPTERS, "maxRank": 64, "maxLoras": 2}}))
+def test_static_lora_flags_exactly():
+    lora = {"adapters": ADAPTERS, "maxRank": 64, "maxLoras": 2, "mode": "static"}
+    args = vllm_args(spec_of({"lora": lora}))
     i = args.index("--enable-lora")
     j = args.index("--max-model-len")
     assert args[i:j] == [
@@ -189,14 +190,15 @@ def test_no_adapters_no_lora_flags():
     assert "--enable-lora" not in vllm_args(spec_of({"lora": {"maxRank": 64}}))
 
 
-def test_reordering_adapters_leaves_the_pod_template_unchanged():
-    a = deployment({"lora": {"adapters": ADAPTERS}})
-    b = deployment({"lora": {"adapters": list(reversed(ADAPTERS))}})
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_reordering_adapters_leaves_the_pod_template_unchanged(mode):
+    a = deployment({"lora": {"adapters": ADAPTERS, "mode": mode}})
+    b = deployment({"lora": {"adapters": list(reversed(ADAPTERS)), "mode": mode}})
     assert a == b
 
 
-def test_hf_adapters_are_fetched_by_an_init_container_and_pvc_adapters_mounted():
-    dep = deployment({"lora": {"adapters": ADAPTERS}})
+def test_static_hf_adapters_are_fetched_by_an_init_container_and_pvc_adapters_mounted():
+    dep = deployment({"lora": {"adapters": ADAPTERS, "mode": "static"}})
     pod = dep["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     assert init["image"] == CONFIG.job_image
@@ -220,8 +222,8 @@ def test_hf_adapters_are_fetched_by_an_init_container_and_pvc_adapters_mounted()
     } in pod["volumes"]
 
 
-def test_only_pvc_adapters_need_no_init_container():
-    dep = deployment({"lora": {"adapters": [ADAPTERS[1]]}})
+def test_static_only_pvc_adapters_need_no_init_container():
+    dep = deployment({"lora": {"adapters": [ADAPTERS[1]], "mode": "static"}})
     assert "initContainers" not in dep["spec"]["template"]["spec"]
 
 
@@ -335,8 +337,9 @@ def _pods(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [job["spec"]["template"]["spec"], dep["spec"]["template"]["spec"]]
 
 
-def test_every_pod_meets_the_restricted_standard():
-    for pod in _pods({"lora": {"adapters": ADAPTERS}}):
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_every_pod_meets_the_restricted_standard(mode):
+    for pod in _pods({"lora": {"adapters": ADAPTERS, "mode": mode}}):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] > 0
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -12,6 +12,7 @@ from typing import Any
 
 from smolserve.kinds import creation_order
 from smolserve.manifests.common import OperatorConfig
+from smolserve.manifests.lora import build_guard_configmap
 from smolserve.manifests.server import (
     build_deployment,
     build_parser_configmap,
@@ -74,6 +75,8 @@ def desired_state(
     children = [*build_template_rbac(spec)]
     if uses_parser_plugin(spec):
         children.append(build_parser_configmap(spec, config))
+    if spec.lora.dynamic:
+        children.append(build_guard_configmap(spec, config))
     children.append(build_service(spec))
     job = (
         build_template_job(spec, config, inputs_hash=inputs_hash)

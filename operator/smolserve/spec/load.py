@@ -92,6 +92,8 @@ def _build(s: dict[str, Any], name: str, meta: dict[str, Any]) -> SmolServeSpec:
             tuple(adapters),
             lo["maxRank"],
             lo["maxLoras"],
+            mode=lo["mode"],
+            listed=tuple(a["name"] for a in lo["adapters"]),
         ),
         engine=EngineSpec(
             image=e["image"],
