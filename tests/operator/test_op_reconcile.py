@@ -336,12 +336,13 @@ def test_a_restart_creates_nothing_and_writes_nothing(
     assert {p: len(world.children(p, g)) for p, g in CHILD_KINDS} == before
 
 
-def test_lora_flags_and_adapter_order(world: World) -> None:
+def test_static_lora_flags_and_adapter_order(world: World) -> None:
     adapters = [
         {"name": "sql", "source": "pvc://adapters/sql"},
         {"name": "chat", "source": "pvc://adapters/chat"},
     ]
-    world.create({"lora": {"adapters": adapters, "maxRank": 8, "maxLoras": 2}})
+    lora = {"adapters": adapters, "maxRank": 8, "maxLoras": 2, "mode": "static"}
+    world.create({"lora": lora})
     world.run_template()
     args = world.deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--enable-lora" in args
@@ -351,7 +352,7 @@ def test_lora_flags_and_adapter_order(world: World) -> None:
     assert [m["name"] for m in modules] == ["chat", "sql"]
     assert all(m["base_model_name"] == "smollm3" for m in modules)
     version = world.deployment()["metadata"]["resourceVersion"]
-    patched = world.patch_spec({"lora": {"adapters": adapters[::-1], "maxRank": 8, "maxLoras": 2}})
+    patched = world.patch_spec({"lora": {**lora, "adapters": adapters[::-1]}})
     world.processed(int(patched["metadata"]["resourceVersion"]))
     assert world.serve()["status"]["observedGeneration"] == 2
     assert world.deployment()["metadata"]["resourceVersion"] == version

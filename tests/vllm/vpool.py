@@ -8,12 +8,15 @@ from typing import Any
 
 from vstack import (
     ADAPTERS_MOUNT,
+    AGENT_RUN_MOUNT,
+    GUARD_MOUNT,
     MODELS_MOUNT,
     PARSERS_MOUNT,
     TEMPLATE_MOUNT,
     VllmServer,
     free_port,
     server_command,
+    server_env,
 )
 
 SERVED_NAME = "smollm3"
@@ -69,6 +72,7 @@ def serve_object(key: ServerKey) -> dict[str, Any]:
         spec["lora"] = {
             "adapters": [{"name": ADAPTER_NAME, "source": f"pvc://adapters/{ADAPTER_NAME}"}],
             "maxRank": 8,
+            "mode": "static",
         }
     return {
         "apiVersion": "smolserve.dev/v1alpha1",
@@ -91,12 +95,15 @@ def prepare_server(
     port: int,
     name: str,
     extra_flags: list[str] | None = None,
+    host: str = "127.0.0.1",
 ) -> VllmServer:
     """Build the Deployment for the SmolServe `serve`, lay out its mounts under the assets
-    directory (the template its Job would publish, the parser ConfigMap's files), and return the
-    server, not yet started."""
+    directory (the template its Job would publish, the parser ConfigMap's files, the adapter
+    guard's and the agent's run directory in dynamic LoRA mode), and return the server, not yet
+    started, with the vLLM container's own environment."""
     from smolserve.manifests import build_deployment, build_parser_configmap
     from smolserve.manifests.common import OperatorConfig, sha256_hex
+    from smolserve.manifests.lora import build_guard_configmap
     from smolserve.spec import load_spec
 
     spec = load_spec(serve)
@@ -110,6 +117,11 @@ def prepare_server(
     (template_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
     for filename, text in build_parser_configmap(spec, config)["data"].items():
         (parsers_dir / filename).write_text(text, encoding="utf-8")
+    guard_dir, run_dir = work / "guard", work / "run"
+    guard_dir.mkdir(exist_ok=True)
+    run_dir.mkdir(exist_ok=True)
+    for filename, text in build_guard_configmap(spec, config)["data"].items():
+        (guard_dir / filename).write_text(text, encoding="utf-8")
     sha = sha256_hex(template)
     deployment = build_deployment(
         spec, config, template_configmap=f"smol-chat-template-{sha[:8]}", template_hash=sha[:8]
@@ -119,12 +131,15 @@ def prepare_server(
         PARSERS_MOUNT: parsers_dir,
         MODELS_MOUNT: assets.models,
         ADAPTERS_MOUNT: assets.adapters,
+        GUARD_MOUNT: guard_dir,
+        AGENT_RUN_MOUNT: run_dir,
     }
     return VllmServer(
-        command=server_command(deployment, mounts, port, extra_flags or []),
+        command=server_command(deployment, mounts, port, extra_flags or [], host=host),
         port=port,
         log_path=work / "server.log",
         model_name=spec.served_model_name,
+        env=server_env(deployment, mounts),
     )
 
 

@@ -48,6 +48,7 @@ from smolserve.manifests import (
     template_job_name,
 )
 from smolserve.manifests.common import PARSERS, TEMPLATE
+from smolserve.manifests.lora import GUARD_COMPONENT
 from smolserve.manifests.template import published_inputs
 from smolserve.operator import status as st
 from smolserve.operator.apply import merge_patch_for, with_last_applied
@@ -351,10 +352,10 @@ def _prune(
     result.delete += [
         Ref.of(cm) for cm in templates if cm["metadata"]["name"] not in keep | mounted
     ]
-    # Parser-plugin ConfigMaps of another plugin version, or of a spec that needs none.
+    # Plugin ConfigMaps (parser, adapter guard) of another version, or of a spec that needs none.
     result.delete += [
         Ref.of(cm)
-        for cm in live.of_kind("ConfigMap", PARSERS)
+        for cm in live.of_kind("ConfigMap", PARSERS) + live.of_kind("ConfigMap", GUARD_COMPONENT)
         if Ref.of(cm) not in wanted and cm["metadata"]["name"] not in mounted
     ]
     if template.inputs is not None:
