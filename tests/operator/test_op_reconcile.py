@@ -28,7 +28,10 @@ def test_create_runs_the_template_job_then_deploys(world: World) -> None:
     job = world.wait_job()
     assert world.deployment() is None  # never before a verified template
     kinds = [("serviceaccounts", ""), ("roles", "rbac.authorization.k8s.io"), ("services", "")]
-    wait_for(lambda: all(len(world.children(p, g)) == 1 for p, g in kinds), what="the children")
+    counts = {"serviceaccounts": 2, "roles": 2, "services": 1}  # the template Job's, the agent's
+    wait_for(
+        lambda: all(len(world.children(p, g)) == counts[p] for p, g in kinds), what="the children"
+    )
     wait_for(lambda: world.condition("TemplateReady").get("reason") == "TemplateJobRunning")
     assert world.deployment() is None
 
@@ -53,6 +56,7 @@ def test_create_runs_the_template_job_then_deploys(world: World) -> None:
         "Available": "True",
         "Progressing": "False",
         "Degraded": "False",
+        "SmokeTested": "True",  # the pods were marked ready: their agents passed them
     }
     assert world.events("TemplateVerified") and world.events("MinimumReplicasAvailable")
     world.assert_steady()

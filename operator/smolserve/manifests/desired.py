@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from smolserve.kinds import creation_order
+from smolserve.manifests.agent import (
+    build_agent_configmaps,
+    build_agent_rbac,
+    uses_agent,
+    with_agent,
+)
 from smolserve.manifests.common import OperatorConfig
 from smolserve.manifests.server import (
     build_deployment,
@@ -72,6 +78,8 @@ def desired_state(
     verified template to serve, if one is known.
     """
     children = [*build_template_rbac(spec)]
+    if uses_agent(spec):
+        children += [*build_agent_rbac(spec), *build_agent_configmaps(spec)]
     if uses_parser_plugin(spec):
         children.append(build_parser_configmap(spec, config))
     children.append(build_service(spec))
@@ -87,4 +95,6 @@ def desired_state(
         if template is not None
         else None
     )
+    if deployment is not None and uses_agent(spec):
+        deployment = with_agent(deployment, spec, config)
     return DesiredState(job=job, children=tuple(children), deployment=deployment)

@@ -42,6 +42,9 @@ from smolserve.spec import SmolServeSpec
 PERMANENT = frozenset({400, 403, 422})
 SERVES_INDEX = "smolserves"
 SOURCES_INDEX = "template-sources"
+PODS_INDEX = "server-pods"  # projections of the SmolServes' vLLM pods (operator/agents.py)
+# How long to wait before retrying a deadline's reconcile that hit a transient API error.
+RECHECK_RETRY_SECONDS = 5.0
 # The label a user's template-source ConfigMap needs for the operator to see it (and its edits).
 SOURCE_LABEL = (labels.PART_OF, labels.APP_NAME)
 
@@ -131,6 +134,8 @@ class Reconciler:
         self._sources: dict[Key, tuple[str, str]] = {}  # the (namespace, ConfigMap) it reads
         self._progress: dict[Key, Progress] = {}
         self._handled: set[Key] = set()  # its own kopf handler ran (in this process)
+        self._rechecks: dict[Key, threading.Timer] = {}  # a deadline to plan again at
+        self._closed = False
 
     # --- the reconcile -----------------------------------------------------------------------
 
@@ -173,6 +178,7 @@ class Reconciler:
                 # Nothing but a change (to the spec, a policy, the operator's RBAC) fixes this.
                 plan = reconcile.refused(plan, f"HTTP {exc.status}: {exc}", serve, now())
             self._report(key, serve, plan, patch)
+            self._recheck(key, indexes, plan.recheck_after)
             seen = max(map(resource_version, [serve, *observed.children, *observed.foreign]))
             with self._guard:
                 self._progress[key] = Progress(seen, plan.writes, len(plan.events))
@@ -186,6 +192,38 @@ class Reconciler:
         if live is None:
             self.forget(key)
         return live is not None and live["metadata"].get("uid") == serve["metadata"].get("uid")
+
+    def _recheck(self, key: Key, indexes: Mapping[str, Any], delay: float | None) -> None:
+        """Reconcile ``key`` again after ``delay`` seconds (a smoke timeout, a stale report):
+        one timer per SmolServe, replaced by each reconcile; None cancels it."""
+        with self._guard:
+            current = self._rechecks.pop(key, None)
+            if current is not None:
+                current.cancel()
+            if delay is None or self._closed:
+                return
+            timer = threading.Timer(max(delay, 0.05), self._run_recheck, (key, indexes))
+            timer.daemon = True
+            self._rechecks[key] = timer
+            timer.start()
+
+    def _run_recheck(self, key: Key, indexes: Mapping[str, Any]) -> None:
+        with self._guard:
+            if self._closed:
+                return
+        try:
+            self.reconcile(key, indexes)
+        except ApiError:
+            self._recheck(key, indexes, RECHECK_RETRY_SECONDS)
+
+    def close(self) -> None:
+        """The operator stops: no more timers."""
+        with self._guard:
+            self._closed = True
+            timers = list(self._rechecks.values())
+            self._rechecks.clear()
+        for timer in timers:
+            timer.cancel()
 
     def _observe(
         self, key: Key, serve: dict[str, Any], indexes: Mapping[str, Any]
@@ -205,6 +243,7 @@ class Reconciler:
             foreign=foreign,
             source=source,
             job_messages=self._failed_job_messages(key, owned),
+            pods=_values(indexes, PODS_INDEX, key),
         )
 
     def _source(
@@ -324,7 +363,7 @@ class Reconciler:
         """How many SmolServes the operator keeps anything for (for leak checks)."""
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
-            keys |= self._handled
+            keys |= self._handled | self._rechecks.keys()
         return max(len(keys), len(self.overlay), len(self._locks))
 
     def forget(self, key: Key) -> None:
@@ -335,3 +374,6 @@ class Reconciler:
             self._sources.pop(key, None)
             self._progress.pop(key, None)
             self._handled.discard(key)
+            timer = self._rechecks.pop(key, None)
+        if timer is not None:
+            timer.cancel()
