@@ -3,8 +3,10 @@
 One synchronous create handler: build the same children as the SmolServe operator creates
 for a SmolServe whose template is ready (template RBAC, the parser-plugin ConfigMap when the
 spec's parser needs it, Service, Deployment — with the same builders and the same client),
-create them, then one status patch. No template handling, no
-status conditions, no idempotency: the least a kopf operator can do for the same objects.
+create them, then one status patch. A child that exists already (409, e.g. left by an
+interrupted run) is taken as it is, so a second run over existing children finishes instead
+of retrying for ever. No template handling, no status conditions, no updates of existing
+children: the least a kopf operator can do for the same objects.
 
 Run: ``python benchmarks/minimal_operator.py --namespace NS [--no-scanning]`` with KUBECONFIG
 and ``BENCH_TEMPLATE_TEXT`` (the text of the template ConfigMaps the benchmark pre-creates).
@@ -30,7 +32,7 @@ from smolserve.manifests import (
     template_configmap_name,
     uses_parser_plugin,
 )
-from smolserve.operator.kube import Kube
+from smolserve.operator.kube import ApiError, Kube
 from smolserve.operator.runner import login
 from smolserve.spec import load_spec
 
@@ -51,7 +53,11 @@ def build_registry(kube: Kube, config: OperatorConfig, template_text: str) -> ko
             build_deployment(spec, config, template_configmap=name, template_hash=sha[:8]),
         ]
         for child in children:
-            kube.create(child)
+            try:
+                kube.create(child)
+            except ApiError as exc:
+                if exc.status != 409:  # AlreadyExists: nothing to do
+                    raise
         patch.setdefault("status", {})["templateConfigMap"] = name
 
     return registry

@@ -2,8 +2,15 @@
 
 Runs against the cluster in ``KUBECONFIG``, or, with ``--emulator`` (the default when
 ``KUBECONFIG`` is unset), against the test suite's Kubernetes API emulator started in its own
-process. The operator always runs in its own process (``smolserve operator``), so the CPU time
-and RSS measured are the operator's alone.
+process, with its controllers (Deployments, ReplicaSets and Jobs get status as on a cluster,
+pods become ready by themselves) and watches refused without a resourceVersion, as some API
+servers do. The operator always runs in its own process (``smolserve operator``), so the CPU
+time and RSS measured are the operator's alone.
+
+Against a real cluster: an existing SmolServe CRD is used as it is (never re-created); the
+benchmark's own watches list first and watch from the list's resourceVersion, and survive
+ERROR events by listing again; each phase ends only when its SmolServes' children (Services,
+Deployments, ReplicaSets, pods, Jobs, ...) are gone, so a small service CIDR is never full.
 
 Phases:
 1. ``job-path`` (M SmolServes): each SmolServe's template Job appears; the benchmark plays the
@@ -11,8 +18,10 @@ Phases:
    ConfigMap → Deployment, then counts the operator's requests from the ready template to the
    steady state, per SmolServe.
 2. ``ours`` (N SmolServes whose template ConfigMaps already exist, i.e. kept templates): wall
-   time until every Deployment exists and every status names its template, requests per
-   SmolServe, operator CPU per SmolServe, RSS, then requests during a quiet window.
+   time until every Deployment exists and every status names its template, then requests (and
+   writes) per SmolServe and operator CPU per SmolServe until the Deployment controller has
+   reported on every Deployment and the operator is quiet, RSS, then requests during a quiet
+   window.
 3. ``minimal``: the same N with ``benchmarks/minimal_operator.py`` (creates the same children,
    one status patch): the wall-time ratio ours / minimal.
 
@@ -42,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+from kubernetes.watch.watch import iter_resp_lines
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
@@ -65,6 +75,18 @@ SERVE = {
     # No pods: on a real cluster the benchmark measures the operator, not GPU scheduling.
     "spec": {"model": {"pvc": {"claimName": "models", "path": "SmolLM3-3B"}}, "replicas": 0},
 }
+# What a phase leaves behind until the garbage collector has removed it: (API, kind).
+CHILDREN = (
+    ("core", "service"),
+    ("apps", "deployment"),
+    ("apps", "replica_set"),
+    ("core", "pod"),
+    ("batch", "job"),
+    ("core", "config_map"),
+    ("core", "service_account"),
+    ("rbac", "role"),
+    ("rbac", "role_binding"),
+)
 
 
 def free_port() -> int:
@@ -77,8 +99,9 @@ def free_port() -> int:
 def emulator(workdir: Path) -> Iterator[str]:
     """The test suite's emulator in its own process; yields its URL."""
     kubeconfig = workdir / "kubeconfig"
+    command = [sys.executable, "-m", "support.serve", "--kubeconfig", str(kubeconfig)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "support.serve", "--kubeconfig", str(kubeconfig)],
+        [*command, "--readiness", "auto", "--refuse-unversioned-watches"],
         cwd=REPO / "tests",
         stdout=subprocess.PIPE,
         text=True,
@@ -91,7 +114,9 @@ def emulator(workdir: Path) -> Iterator[str]:
         yield line.split()[1].rstrip("/")
     finally:
         proc.terminate()
-        proc.wait(10)
+        rest = proc.communicate(timeout=10)[0]
+        if rest.strip():  # the controllers' unexpected errors: the numbers are suspect
+            print(f"operator_bench: the emulator said:\n{rest}", file=sys.stderr)
 
 
 class Operator:
@@ -156,6 +181,7 @@ class Cluster:
         self.batch = kubernetes.client.BatchV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.ext = kubernetes.client.ApiextensionsV1Api(client)
+        self.rbac = kubernetes.client.RbacAuthorizationV1Api(client)
         self.emulator_url = emulator_url
 
     def requests(self) -> list[dict[str, Any]] | None:
@@ -164,16 +190,36 @@ class Cluster:
         with urllib.request.urlopen(f"{self.emulator_url}/_emulator/requests", timeout=60) as rsp:
             return json.loads(rsp.read())
 
-    def ensure_crd(self) -> None:
+    def ensure_crd(
+        self, path: Path = REPO / "crds" / "smolserve.yaml", timeout: float = 60
+    ) -> None:
+        """Create the CRD unless it exists (an existing one is used as it is: a server may
+        refuse a create, 422, before it would say 409), then wait until it is established."""
         import yaml
 
-        crd = yaml.safe_load((REPO / "crds" / "smolserve.yaml").read_text())
+        crd = yaml.safe_load(path.read_text())
+        name = crd["metadata"]["name"]
         try:
-            self.ext.create_custom_resource_definition(crd)
-            time.sleep(2)  # a real API server needs a moment to serve a new CRD
+            self.ext.read_custom_resource_definition(name)
         except kubernetes.client.ApiException as exc:
-            if exc.status != 409:
+            if exc.status != 404:
                 raise
+            try:
+                self.ext.create_custom_resource_definition(crd)
+            except kubernetes.client.ApiException as refused:
+                if refused.status != 409:
+                    raise SystemExit(
+                        f"operator_bench: error: the API server refused {path.name}: "
+                        f"HTTP {refused.status}: {refused.body or refused.reason}"
+                    ) from refused
+        deadline = time.monotonic() + timeout
+        while True:
+            conditions = self.ext.read_custom_resource_definition(name).status.conditions or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"operator_bench: error: CRD {name} not established")
+            time.sleep(0.5)
 
     def ensure_namespace(self, name: str) -> None:
         try:
@@ -194,20 +240,48 @@ class Cluster:
             labels.GROUP, labels.VERSION, namespace, labels.PLURAL, body
         )
 
-    def cleanup(self, namespace: str) -> None:
+    def _children(self, namespace: str) -> dict[str, int]:
+        """How many objects labelled with a SmolServe are left in the namespace, by kind."""
+        apis = {"core": self.core, "apps": self.apps, "batch": self.batch, "rbac": self.rbac}
+        left = {}
+        for api, kind in CHILDREN:
+            lister = getattr(apis[api], f"list_namespaced_{kind}")
+            listing = lister(namespace, label_selector=labels.SERVE, _preload_content=False)
+            items = json.loads(listing.data)["items"]
+            if items:
+                left[kind] = len(items)
+        return left
+
+    def cleanup(self, namespace: str, timeout: float = 600) -> None:
+        """Delete the phase's SmolServes and template ConfigMaps, then wait until the garbage
+        collector has removed every child (Services hold cluster IPs: the next phase needs
+        them back)."""
         for serve in self.serves(namespace):
             self.custom.delete_namespaced_custom_object(
                 labels.GROUP, labels.VERSION, namespace, labels.PLURAL, serve["metadata"]["name"]
             )
         self.core.delete_collection_namespaced_config_map(namespace, label_selector=labels.SERVE)
+        deadline = time.monotonic() + timeout
+        while left := self._children(namespace):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"operator_bench: error: children left in {namespace}: {left}")
+            time.sleep(0.5)
 
 
 class Arrivals:
-    """Watches a namespace's Deployments (or Jobs) and records when each name first appears."""
+    """Watches a namespace's Deployments (or Jobs) and records when each name first appears.
 
-    def __init__(self, cluster: Cluster, namespace: str, kind: str) -> None:
+    Lists first, then watches from the list's resourceVersion (a watch without one is refused
+    by some API servers); an ERROR event (410 Expired, or any other) or a broken stream means
+    list again. Raw JSON throughout: the client's ``Watch`` fails on ERROR events when it does
+    not deserialize.
+    """
+
+    def __init__(self, cluster: Cluster, namespace: str, kind: str, watch_seconds: int = 5) -> None:
+        self.watch_seconds = watch_seconds
         self.seen: dict[str, float] = {}
         self.bodies: dict[str, dict[str, Any]] = {}
+        self.errors: list[str] = []  # ERROR events and broken streams, survived
         self._stop = threading.Event()
         lister = {
             "Deployment": cluster.apps.list_namespaced_deployment,
@@ -216,16 +290,55 @@ class Arrivals:
         self._thread = threading.Thread(target=self._watch, args=(lister, namespace), daemon=True)
         self._thread.start()
 
+    def _saw(self, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        self.seen.setdefault(name, time.monotonic())
+        self.bodies.setdefault(name, obj)
+
     def _watch(self, lister: Any, namespace: str) -> None:
-        watch = kubernetes.watch.Watch()
+        version: str | None = None
         while not self._stop.is_set():
-            for event in watch.stream(lister, namespace, timeout_seconds=5, deserialize=False):
-                obj = event["object"] if isinstance(event, dict) else json.loads(event)["object"]
-                name = obj["metadata"]["name"]
-                self.seen.setdefault(name, time.monotonic())
-                self.bodies.setdefault(name, obj)
+            try:
+                if version is None:
+                    listing = json.loads(lister(namespace, _preload_content=False).data)
+                    for obj in listing["items"]:
+                        self._saw(obj)
+                    version = listing["metadata"]["resourceVersion"]
+                version = self._follow(lister, namespace, version)
+            except (kubernetes.client.ApiException, OSError, ValueError) as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                version = None
+                time.sleep(0.5)
+
+    def _follow(self, lister: Any, namespace: str, version: str) -> str | None:
+        """One watch from ``version``; returns where to go on from (None: list again)."""
+        response = lister(
+            namespace,
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self.watch_seconds,
+            _preload_content=False,
+        )
+        try:
+            for line in iter_resp_lines(response):
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    status = event.get("object") or {}
+                    self.errors.append(f"ERROR {status.get('code')}: {status.get('message')}")
+                    return None
+                obj = event["object"]
+                version = obj["metadata"].get("resourceVersion") or version
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    self._saw(obj)
                 if self._stop.is_set():
                     break
+        finally:
+            response.close()
+            response.release_conn()
+        return version
 
     def wait(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -236,6 +349,15 @@ class Arrivals:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def per_smolserve(counts: Counter[str], count: int) -> dict[str, Any]:
+    """Requests per SmolServe by method and resource, and all writes (non-GET) together."""
+    writes = sum(v for k, v in counts.items() if not k.startswith("GET "))
+    return {
+        "requests_per_smolserve": {k: round(v / count, 2) for k, v in sorted(counts.items())},
+        "writes_per_smolserve": round(writes / count, 2),
+    }
 
 
 def operator_requests(records: list[dict[str, Any]], ua_prefixes: tuple[str, ...]) -> Counter[str]:
@@ -280,6 +402,34 @@ def wait_statuses(cluster: Cluster, namespace: str, count: int, timeout: float) 
         time.sleep(0.25)
 
 
+def wait_rollouts(cluster: Cluster, namespace: str, count: int, timeout: float) -> None:
+    """Wait until the Deployment controller has reported on every Deployment (observed its
+    generation, said whether it is Available): the operator's answers to those status changes
+    belong to the per-SmolServe counts. On a real cluster the controller-manager, rate-limited,
+    can lag the operator by many seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = cluster.apps.list_namespaced_deployment(namespace, _preload_content=False)
+        reported = 0
+        for deployment in json.loads(listing.data)["items"]:
+            status = deployment.get("status") or {}
+            observed = status.get("observedGeneration", 0) >= deployment["metadata"]["generation"]
+            available = any(c["type"] == "Available" for c in status.get("conditions") or [])
+            reported += observed and available
+        if reported >= count:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"operator_bench: error: only {reported}/{count} rollouts reported")
+        time.sleep(0.25)
+
+
+def phases(cluster: Cluster, namespace: str) -> dict[str, int]:
+    """SmolServes by ``status.phase`` at steady state: with no pods to wait for, every one of
+    ours must say Ready (one that does not missed a status change of its Deployment)."""
+    counts = Counter(str((s.get("status") or {}).get("phase")) for s in cluster.serves(namespace))
+    return dict(sorted(counts.items()))
+
+
 def template_configmap(
     serve: dict[str, Any], config: OperatorConfig, inputs: str | None = None
 ) -> dict[str, Any]:
@@ -321,6 +471,7 @@ def job_path(cluster: Cluster, count: int, namespace: str, quiet: float) -> dict
             published[name] = time.monotonic()
         deployments.wait(count, 120)
         wait_statuses(cluster, namespace, count, 120)
+        wait_rollouts(cluster, namespace, count, 600)
         settle(cluster, op, OURS_UA, quiet)
         cpu = op.cpu_seconds() - cpu
         records = cluster.requests()
@@ -330,18 +481,20 @@ def job_path(cluster: Cluster, count: int, namespace: str, quiet: float) -> dict
             "ready_template_to_deployment_median_s": round(statistics.median(latencies), 3),
             "ready_template_to_deployment_max_s": round(max(latencies), 3),
             "operator_cpu_ms_per_smolserve_ready_to_steady": round(1000 * cpu / count, 1),
+            "phases_at_steady_state": phases(cluster, namespace),
         }
         if records is not None:
-            counts = operator_requests(records[start:], OURS_UA)
-            result["requests_per_smolserve_ready_to_steady"] = {
-                k: round(v / count, 2) for k, v in sorted(counts.items())
-            }
+            counts = per_smolserve(operator_requests(records[start:], OURS_UA), count)
+            result["requests_per_smolserve_ready_to_steady"] = counts["requests_per_smolserve"]
+            result["writes_per_smolserve_ready_to_steady"] = counts["writes_per_smolserve"]
         return result
     finally:
         jobs.stop()
         deployments.stop()
-        op.stop()
-        cluster.cleanup(namespace)
+        try:
+            cluster.cleanup(namespace)
+        finally:
+            op.stop()
 
 
 def ours_command(cluster: Cluster, namespace: str) -> list[str]:
@@ -394,6 +547,7 @@ def bulk(
         deployments.wait(count, 600)
         wait_statuses(cluster, namespace, count, 600)
         wall = time.monotonic() - began
+        wait_rollouts(cluster, namespace, count, 600)
         settle(cluster, op, ua, quiet)
         cpu = op.cpu_seconds() - cpu
         rss, peak = op.memory_mib()
@@ -406,11 +560,10 @@ def bulk(
             "rss_mib": round(rss, 1),
             "rss_mib_peak": round(peak, 1),
         }
+        if not minimal:  # the baseline writes no phase
+            result["phases_at_steady_state"] = phases(cluster, namespace)
         if records is not None:
-            counts = operator_requests(records[start:], ua)
-            result["requests_per_smolserve"] = {
-                k: round(v / count, 2) for k, v in sorted(counts.items())
-            }
+            result.update(per_smolserve(operator_requests(records[start:], ua), count))
             mark = len(records)
             time.sleep(quiet * 2)
             result[f"requests_in_{quiet * 2:.0f}s_at_steady_state"] = sum(
@@ -419,8 +572,10 @@ def bulk(
         return result
     finally:
         deployments.stop()
-        op.stop()
-        cluster.cleanup(namespace)
+        try:
+            cluster.cleanup(namespace)
+        finally:
+            op.stop()
 
 
 def main() -> None:

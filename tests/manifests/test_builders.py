@@ -542,8 +542,8 @@ def _all(spec: dict[str, Any] | None = None, **kw: Any) -> list[dict[str, Any]]:
 def test_every_child_has_the_standard_labels_and_a_controller_owner():
     children = _all()
     assert [c["kind"] for c in children] == [
-        "ServiceAccount", "Role", "RoleBinding", "Job", "ConfigMap", "Service", "Deployment",
-        "ConfigMap",
+        "ServiceAccount", "ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding", "Job",
+        "ConfigMap", "ConfigMap", "ConfigMap", "Service", "Deployment", "ConfigMap",
     ]  # fmt: skip
     for child in children:
         meta = child["metadata"]
@@ -584,7 +584,8 @@ def test_no_job_while_the_template_inputs_cannot_be_known():
     spec = spec_of({"template": {"source": "configMap", "configMapRef": {"name": "t"}}})
     desired = desired_state(spec, CONFIG, inputs_hash=None, template=None)
     assert desired.job is None and [c["kind"] for c in desired.objects()] == [
-        "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service",
+        "ServiceAccount", "ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding",
+        "ConfigMap", "ConfigMap", "ConfigMap", "Service",
     ]  # fmt: skip
 
 

@@ -15,13 +15,19 @@ from smolserve.manifests import OperatorConfig
 from support import EmulatedCluster, load_crds
 from support.kubelet import Kubelet
 from support.running import OperatorThread
+from support.world import World
 
 NAMESPACE = "default"
 
 
 @pytest.fixture()
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedCluster]:
-    with EmulatedCluster(tmp_path / "kubeconfig") as cluster:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatedCluster]:
+    """The emulator with the CRDs; options by indirect parametrization, e.g.
+    ``@pytest.mark.parametrize("cluster", [{"gc_delay": None}], indirect=True)``."""
+    options = getattr(request, "param", {})
+    with EmulatedCluster(tmp_path / "kubeconfig", **options) as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         client = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
         ext = kubernetes.client.ApiextensionsV1Api(client)
@@ -54,8 +60,16 @@ def tokenizer_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def kubelet(
-    api_client: kubernetes.client.ApiClient, tokenizer_root: Path, tmp_path: Path
-) -> Kubelet:
+def kubelet(cluster: EmulatedCluster, tokenizer_root: Path, tmp_path: Path) -> Kubelet:
     mounts = {"/models": tokenizer_root, "/etc/smolserve/source": tmp_path / "source"}
-    return Kubelet(api_client, mounts, tmp_path)
+    return Kubelet(cluster, mounts, tmp_path)
+
+
+@pytest.fixture()
+def world(
+    cluster: EmulatedCluster,
+    api_client: kubernetes.client.ApiClient,
+    kubelet: Kubelet,
+    operator: OperatorThread,
+) -> World:
+    return World(cluster, api_client, kubelet, operator)

@@ -104,7 +104,7 @@ def test_render_is_what_the_operator_creates(
     job = wait_for(
         lambda: next((c for c in children() if c["kind"] == "Job"), None), what="the template Job"
     )
-    # Play the Job: publish a template for its inputs, then report it complete.
+    # Play the Job's pod: publish a template for its inputs, then exit 0.
     published = build_template_configmap(
         serve=serve,
         namespace=namespace,
@@ -113,7 +113,8 @@ def test_render_is_what_the_operator_creates(
         inputs_hash=job["metadata"]["annotations"][labels.INPUTS_HASH],
     )
     kubernetes.client.CoreV1Api(api_client).create_namespaced_config_map(namespace, published)
-    kubelet.finish_job(job, succeeded=True)
+    (pod,) = kubelet.wait_running(namespace, "Job", job["metadata"]["name"])
+    kubelet.exit_container(namespace, pod["metadata"]["name"], 0)
     wait_for(lambda: any(c["kind"] == "Deployment" for c in children()), what="the Deployment")
 
     live_serve = cluster.snapshot(labels.PLURAL, labels.GROUP)[0]

@@ -1,7 +1,10 @@
 """Run the emulator on a port from a background thread and hand out a kubeconfig for it.
 
 Tests stay synchronous: the emulator has its own event loop in its own thread, the operator
-(kopf) has another, and test code talks to both through the real Kubernetes client.
+(kopf) has another, and test code talks to both through the real Kubernetes client. The
+controllers (``controllers.py``) run on the emulator's loop unless ``controllers=False``;
+``call`` runs a function there, which is how tests reach the node (``cluster.controllers.node``),
+the clock and the garbage collector.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import Any, TypeVar
 import kmock
 import yaml
 
+from .controllers import ControllerManager
 from .emulator import Emulator
+from .node import Readiness
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -44,12 +49,43 @@ def write_kubeconfig(path: Path, server: str) -> Path:
 
 
 class EmulatedCluster:
-    """The emulator served on 127.0.0.1 from a daemon thread; a context manager."""
+    """The emulator served on 127.0.0.1 from a daemon thread; a context manager.
 
-    def __init__(self, kubeconfig: Path) -> None:
+    ``readiness``, ``start_delay``, ``ready_delay`` and ``job_backoff`` go to the controllers
+    (see ``node.py`` and ``controllers.py``); ``gc_delay`` and ``refuse_unversioned_watches``
+    to the emulator. Leaving the context fails if a controller or the collector raised.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        *,
+        controllers: bool = True,
+        readiness: Readiness = "manual",
+        start_delay: float = 0.05,
+        ready_delay: float = 0.2,
+        job_backoff: float = 0.0,
+        gc_delay: float | None = 0.0,
+        refuse_unversioned_watches: bool = False,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.url = ""
+        self._emulator_options = {
+            "gc_delay": gc_delay,
+            "refuse_unversioned_watches": refuse_unversioned_watches,
+        }
+        self._controller_options: dict[str, Any] | None = (
+            {
+                "readiness": readiness,
+                "start_delay": start_delay,
+                "ready_delay": ready_delay,
+                "job_backoff": job_backoff,
+            }
+            if controllers
+            else None
+        )
         self.emulator: Emulator | None = None
+        self.controllers: ControllerManager | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -60,10 +96,16 @@ class EmulatedCluster:
 
     async def _serve(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        async with Emulator() as emulator, kmock.Server(emulator) as server:
+        async with Emulator(**self._emulator_options) as emulator, kmock.Server(emulator) as server:
             self.emulator, self.url = emulator, str(server.url).rstrip("/")
-            self._ready.set()
-            await self._stop.wait()
+            if self._controller_options is None:
+                self._ready.set()
+                await self._stop.wait()
+                return
+            async with ControllerManager(emulator, **self._controller_options) as controllers:
+                self.controllers = controllers
+                self._ready.set()
+                await self._stop.wait()
 
     def __enter__(self) -> EmulatedCluster:
         self._thread.start()
@@ -72,10 +114,14 @@ class EmulatedCluster:
         write_kubeconfig(self.kubeconfig, self.url)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None and self.emulator is not None
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+        if self.emulator.errors and exc_type is None:
+            raise RuntimeError(
+                "the emulator's background work failed:\n" + "\n".join(self.emulator.errors)
+            )
 
     def call(self, fn: Callable[[Emulator], T]) -> T:
         """Run ``fn(emulator)`` on the emulator's loop (the store is not thread-safe)."""
@@ -87,6 +133,14 @@ class EmulatedCluster:
 
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(run(), self._loop)
         return future.result(10)
+
+    def collect_garbage(self) -> None:
+        """Run the garbage collector now (with ``gc_delay=None`` it runs only then)."""
+        self.call(lambda emulator: emulator.collect_garbage())
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock forward: deadlines that fall due fire now."""
+        self.call(lambda emulator: emulator.clock.advance(seconds))
 
     def snapshot(self, plural: str, group: str = "", **labels: str) -> list[dict[str, Any]]:
         """Deep copies of the stored objects of a type, optionally filtered by labels."""

@@ -16,12 +16,23 @@ request itself, from an in-memory store, with the API server's rules:
 - label selectors, ``metadata.name``/``metadata.namespace`` field selectors, ``kind`` on lists;
 - watch from a ``resourceVersion`` (replayed from history; 410 when it is too old);
 - deletion with finalizers (``deletionTimestamp``, removal once finalizers are empty) and
-  ownerReference garbage collection (a dependent goes once none of its owners exist);
+  ``propagationPolicy`` (``Background``; ``Foreground`` and ``Orphan`` through their
+  finalizers; batch/v1 Jobs orphan by default, as the real API does);
+- ownerReference garbage collection (``collector.py``): right after the owner is gone, after a
+  delay, or only when a test calls ``collect_garbage()``;
 - discovery of built-in kinds and of CRDs created through the API (served versions,
-  subresources, short names), with ``/api/v1`` answering ``groupVersion: v1``.
+  subresources, short names), with ``/api/v1`` answering ``groupVersion: v1``;
+- a clock (``clock.py``) a test can advance, for timestamps and the controllers' deadlines;
+- ``listeners``: callbacks that see every change, which is how the controllers
+  (``controllers.py``: Deployment, ReplicaSet, Job, and a kubelet) run beside the store.
 
-Not emulated: schema validation and defaulting, admission, controllers (nothing runs Jobs or
-Deployments; tests play the kubelet by writing status), the scale subresource, server-side apply.
+With ``refuse_unversioned_watches``, a watch opened without a ``resourceVersion`` is answered
+with a single ``ERROR`` event, as some API servers do, for testing clients that must list first.
+
+Not emulated: schema validation and defaulting (so no defaulted fields appear on created
+objects: a Job gets no generated ``spec.selector``), admission, the scale subresource,
+server-side apply, strategic-merge patch, Events from controllers, CRD deletion waiting for its
+objects' finalizers (they are removed at once).
 """
 
 from __future__ import annotations
@@ -29,13 +40,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
-import datetime
 import json
 import random
-import string
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +52,18 @@ import aiohttp.web
 import attrs
 import kmock
 
+from .clock import Clock
+from .collector import FOREGROUND, ORPHAN, GarbageCollector
 from .patching import PatchInvalid, PatchTestFailed, json_patch, merge_patch
 from .selectors import SelectorError, field_matcher, label_matcher
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 HISTORY_LIMIT = 100_000  # watch events kept for resuming watches; older resourceVersions get 410
+NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # generateName's, without vowels
+WHOLE = "*"  # a controller's write: metadata, spec and status at once (no subresource split)
+PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
+
+Listener = Callable[[str, str, str, dict[str, Any]], None]  # (group, plural, change, object)
 
 
 @dataclass(frozen=True)
@@ -109,10 +125,6 @@ def _fail(status: int, reason: str, message: str) -> kmock.KubernetesError:
     return kmock.KubernetesError(status=status, reason=reason, message=message, details={})
 
 
-def _now() -> str:
-    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _normalize_quantities(node: Any) -> None:
     """Resource quantities come back as strings, as the API server serializes them."""
     if isinstance(node, dict):
@@ -162,16 +174,24 @@ class RequestRecord:
 class Emulator(kmock.KubernetesScaffold):
     """kmock's server with a realistic, in-memory Kubernetes API behind it."""
 
+    # Seconds from an owner's deletion to its dependents' collection; None: only on
+    # collect_garbage(). 0: right after the request that removed the owner.
+    gc_delay: float | None = 0.0
+    refuse_unversioned_watches: bool = False
+    clock: Clock = attrs.field(factory=Clock)
     kinds: dict[tuple[str, str], Kind] = attrs.field(factory=dict, init=False)
     stores: dict[tuple[str, str], _Collection] = attrs.field(
         factory=lambda: collections.defaultdict(_Collection), init=False
     )
     log: list[RequestRecord] = attrs.field(factory=list, init=False)
-    _uids: set[str] = attrs.field(factory=set, init=False)  # of the objects that exist
+    listeners: list[Listener] = attrs.field(factory=list, init=False)
+    errors: list[str] = attrs.field(factory=list, init=False)  # from background work
+    gc: GarbageCollector = attrs.field(init=False)
     _revision: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.gc = GarbageCollector(self, self.gc_delay)
         for kind in BUILTIN_KINDS:
             self.kinds[kind.group, kind.plural] = kind
 
@@ -290,6 +310,12 @@ class Emulator(kmock.KubernetesScaffold):
         )
         coll.changed.set()
         coll.changed = asyncio.Event()
+        self.gc.observe(*key, kind, obj)
+        for listener in self.listeners:
+            listener(*key, kind, obj)
+
+    def _kind(self, plural: str, group: str) -> Kind:
+        return self.kinds[group, plural]
 
     def objects(self, plural: str, group: str = "") -> Iterator[dict[str, Any]]:
         """The stored objects of one resource type (live references: do not mutate)."""
@@ -298,6 +324,38 @@ class Emulator(kmock.KubernetesScaffold):
     def get(self, plural: str, namespace: str | None, name: str, group: str = "") -> dict | None:
         """One stored object, or None."""
         return self.stores[group, plural].objects.get((namespace, name))
+
+    def create(
+        self, plural: str, namespace: str | None, body: dict[str, Any], group: str = ""
+    ) -> dict[str, Any]:
+        """Create as a controller would (status included): raises kmock errors like the API."""
+        obj = self._create(self._kind(plural, group), namespace, body)
+        if body.get("status") is not None:
+            obj = self.commit(plural, {**obj, "status": copy.deepcopy(body["status"])}, group)
+        return obj
+
+    def commit(self, plural: str, new: dict[str, Any], group: str = "") -> dict[str, Any]:
+        """Store an object's next state as a controller writes it: metadata, spec and status
+        in one write (a no-op when nothing changes)."""
+        new = copy.deepcopy(new)
+        meta = new["metadata"]
+        kind = self._kind(plural, group)
+        return self._store(kind, self._read(kind, meta.get("namespace"), meta["name"]), new, WHOLE)
+
+    def delete(
+        self,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        group: str = "",
+        propagation: str | None = None,
+    ) -> dict[str, Any]:
+        options = {"propagationPolicy": propagation} if propagation else {}
+        return self._delete(self._kind(plural, group), namespace, name, options)
+
+    def collect_garbage(self) -> None:
+        """Run the garbage collector now, to the end of every cascade."""
+        self.gc.collect()
 
     # --- resources -------------------------------------------------------------------------------
 
@@ -336,7 +394,10 @@ class Emulator(kmock.KubernetesScaffold):
                 body = self._create(kind, namespace, request.data)
                 return aiohttp.web.json_response(body, status=201)
             if method == "DELETE":
-                return aiohttp.web.json_response(self._delete_collection(kind, namespace, params))
+                options = request.data if isinstance(request.data, dict) else {}
+                return aiohttp.web.json_response(
+                    self._delete_collection(kind, namespace, params, options)
+                )
         else:
             if method == "GET":
                 return aiohttp.web.json_response(self._read(kind, namespace, name))
@@ -389,7 +450,7 @@ class Emulator(kmock.KubernetesScaffold):
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
-            suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+            suffix = "".join(random.choices(NAME_SUFFIX_ALPHABET, k=5))
             meta["name"] = meta["generateName"] + suffix
         if not meta.get("name"):
             raise _fail(422, "Invalid", f"{kind.kind}: metadata.name: Required value")
@@ -407,7 +468,7 @@ class Emulator(kmock.KubernetesScaffold):
         meta.update(
             uid=str(uuid.uuid4()),
             resourceVersion=self._next_revision(),
-            creationTimestamp=_now(),
+            creationTimestamp=self.clock.stamp(),
             generation=1,
         )
         for stale in ("deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -415,18 +476,14 @@ class Emulator(kmock.KubernetesScaffold):
         if (kind.group, kind.plural) == CRD_KEY:
             self._register_crd(obj)
         coll.objects[namespace, meta["name"]] = obj
-        self._uids.add(meta["uid"])
-        self._publish((kind.group, kind.plural), "ADDED", obj)
-        owners = meta.get("ownerReferences") or []
-        if owners and not any(ref.get("uid") in self._uids for ref in owners):
-            self._delete(kind, namespace, meta["name"], {})  # the garbage collector's job
+        self._publish((kind.group, kind.plural), "ADDED", obj)  # a gone owner: the GC's job
         return obj
 
     def _store(
         self, kind: Kind, old: dict[str, Any], new: dict[str, Any], subresource: str | None
     ) -> dict[str, Any]:
         """Validate and commit a new state of an existing object (patch or replace)."""
-        if "status" in kind.subresources:
+        if "status" in kind.subresources and subresource != WHOLE:
             if subresource == "status":
                 new = {**copy.deepcopy(old), "status": new.get("status")}
             else:
@@ -502,55 +559,60 @@ class Emulator(kmock.KubernetesScaffold):
             raise _fail(409, "Conflict", f'the object "{name}" has been modified')
         return self._store(kind, old, copy.deepcopy(body), subresource)
 
+    @staticmethod
+    def _propagation(kind: Kind, options: dict[str, Any]) -> str:
+        policy = options.get("propagationPolicy")
+        if policy is None and options.get("orphanDependents") is not None:
+            policy = "Orphan" if options["orphanDependents"] else "Background"
+        if policy is None:  # batch/v1 Jobs keep their pods unless told otherwise
+            policy = "Orphan" if (kind.group, kind.plural) == ("batch", "jobs") else "Background"
+        if policy not in PROPAGATION_POLICIES:
+            raise _fail(422, "Invalid", f"propagationPolicy: Unsupported value: {policy!r}")
+        return policy
+
     def _delete(
         self, kind: Kind, namespace: str | None, name: str, options: dict[str, Any]
     ) -> dict[str, Any]:
         obj = self._read(kind, namespace, name)
         meta = obj["metadata"]
-        if meta.get("finalizers"):
-            if not meta.get("deletionTimestamp"):
-                new = copy.deepcopy(obj)
-                new["metadata"].update(
-                    deletionTimestamp=_now(),
-                    deletionGracePeriodSeconds=0,
-                    resourceVersion=self._next_revision(),
-                )
-                self.stores[kind.group, kind.plural].objects[namespace, name] = new
-                self._publish((kind.group, kind.plural), "MODIFIED", new)
-                return new
-            return obj
-        self._remove(kind, obj, orphan=options.get("propagationPolicy") == "Orphan")
+        if meta.get("deletionTimestamp"):
+            return obj  # being deleted already
+        finalizers = list(meta.get("finalizers") or [])
+        policy = self._propagation(kind, options)
+        gc_finalizer = {"Orphan": ORPHAN, "Foreground": FOREGROUND}.get(policy)
+        if gc_finalizer and gc_finalizer not in finalizers:
+            finalizers.append(gc_finalizer)
+        if finalizers:
+            new = copy.deepcopy(obj)
+            new["metadata"].update(
+                deletionTimestamp=self.clock.stamp(),
+                deletionGracePeriodSeconds=0,
+                finalizers=finalizers,
+                resourceVersion=self._next_revision(),
+            )
+            self.stores[kind.group, kind.plural].objects[namespace, name] = new
+            self._publish((kind.group, kind.plural), "MODIFIED", new)
+            return new
+        self._remove(kind, obj)
         return obj
 
     def _delete_collection(
-        self, kind: Kind, namespace: str | None, params: dict[str, str]
+        self, kind: Kind, namespace: str | None, params: dict[str, str], options: dict[str, Any]
     ) -> dict[str, Any]:
         items = [
-            self._delete(kind, obj["metadata"].get("namespace"), obj["metadata"]["name"], {})
+            self._delete(kind, obj["metadata"].get("namespace"), obj["metadata"]["name"], options)
             for obj in self._matching(kind, namespace, params)
         ]
         return {"apiVersion": kind.api_version, "kind": f"{kind.kind}List", "items": items}
 
-    def _remove(self, kind: Kind, obj: dict[str, Any], orphan: bool = False) -> None:
-        """Remove an object for good, then collect the dependents left without any owner."""
+    def _remove(self, kind: Kind, obj: dict[str, Any]) -> None:
+        """Remove an object for good (the collector then sees to its dependents)."""
         meta = obj["metadata"]
         del self.stores[kind.group, kind.plural].objects[meta.get("namespace"), meta["name"]]
-        self._uids.discard(meta["uid"])
         gone = {**obj, "metadata": {**meta, "resourceVersion": self._next_revision()}}
         self._publish((kind.group, kind.plural), "DELETED", gone)
         if (kind.group, kind.plural) == CRD_KEY:
             self._unregister_crd(obj)
-        if not orphan:
-            self._collect_garbage()
-
-    def _collect_garbage(self) -> None:
-        alive = self._uids
-        for (group, plural), coll in list(self.stores.items()):
-            for (namespace, name), obj in list(coll.objects.items()):
-                owners = obj["metadata"].get("ownerReferences") or []
-                orphaned = owners and not any(ref.get("uid") in alive for ref in owners)
-                if orphaned and (namespace, name) in coll.objects and (group, plural) in self.kinds:
-                    self._delete(self.kinds[group, plural], namespace, name, {})
 
     # --- CRDs ------------------------------------------------------------------------------------
 
@@ -572,20 +634,24 @@ class Emulator(kmock.KubernetesScaffold):
             subresources=frozenset((version.get("subresources") or {}).keys()),
             short_names=tuple(names.get("shortNames") or ()),
         )
+        now = self.clock.stamp()
         crd["status"] = {
             "acceptedNames": names,
             "storedVersions": [version["name"]],
             "conditions": [
-                {"type": t, "status": "True", "reason": t, "lastTransitionTime": _now()}
+                {"type": t, "status": "True", "reason": t, "lastTransitionTime": now}
                 for t in ("NamesAccepted", "Established")
             ],
         }
 
     def _unregister_crd(self, crd: dict[str, Any]) -> None:
         key = (crd["spec"]["group"], crd["spec"]["names"]["plural"])
+        kind = self.kinds.get(key)
+        if kind is not None:
+            for obj in list(self.stores[key].objects.values()):
+                self._remove(kind, obj)
         self.kinds.pop(key, None)
-        for obj in self.stores.pop(key, _Collection()).objects.values():
-            self._uids.discard(obj["metadata"]["uid"])
+        self.stores.pop(key, None)
 
     # --- watch -----------------------------------------------------------------------------------
 
@@ -613,6 +679,18 @@ class Emulator(kmock.KubernetesScaffold):
 
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request._raw_request)
+        if self.refuse_unversioned_watches and not params.get("resourceVersion"):
+            refused = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "code": 500,
+                "reason": "InternalError",
+                "message": "a watch needs a resourceVersion here: list first",
+            }
+            await response.write(self._event_line("ERROR", refused))
+            await response.write_eof()
+            return response
         coll = self.stores[kind.group, kind.plural]
         since = params.get("resourceVersion") or "0"
         deadline = time.monotonic() + float(params.get("timeoutSeconds") or 3600)

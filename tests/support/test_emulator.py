@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +10,7 @@ import kubernetes
 import pytest
 
 from support import EmulatedCluster
+from support.rawapi import Api
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -40,29 +38,6 @@ CRD = {
 }
 WIDGETS = "/apis/example.dev/v1/namespaces/ns/widgets"
 CONFIGMAPS = "/api/v1/namespaces/ns/configmaps"
-
-
-class Api:
-    """Raw HTTP against the emulator: status code and decoded body."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __call__(
-        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
-    ) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as rsp:
-                return rsp.status, json.loads(rsp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
-
-    def lines(self, path: str) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(self.url + path, timeout=10) as rsp:
-            return [json.loads(line) for line in rsp.read().splitlines() if line.strip()]
 
 
 @pytest.fixture()
@@ -257,3 +232,16 @@ def test_watch_answers_410_for_forgotten_versions(cluster: EmulatedCluster, api:
     cluster.call(forget)
     events = api.lines(f"{WIDGETS}?watch=true&resourceVersion=1&timeoutSeconds=1")
     assert [(e["type"], e["object"]["code"]) for e in events] == [("ERROR", 410)]
+
+
+def test_unversioned_watches_can_be_refused(tmp_path: Path) -> None:
+    """As some API servers do: a client must list first and watch from that resourceVersion."""
+    with EmulatedCluster(tmp_path / "kc", refuse_unversioned_watches=True) as cluster:
+        api = Api(cluster.url)
+        api("POST", CONFIGMAPS, {"metadata": {"name": "a"}})
+        (event,) = api.lines(f"{CONFIGMAPS}?watch=true&timeoutSeconds=1")
+        assert (event["type"], event["object"]["kind"]) == ("ERROR", "Status")
+        version = api("GET", CONFIGMAPS)[1]["metadata"]["resourceVersion"]
+        api("POST", CONFIGMAPS, {"metadata": {"name": "b"}})
+        events = api.lines(f"{CONFIGMAPS}?watch=true&resourceVersion={version}&timeoutSeconds=1")
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "b")]

@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from smolserve.kinds import creation_order
+from smolserve.manifests.agent import (
+    build_agent_configmaps,
+    build_agent_rbac,
+    uses_agent,
+    with_agent,
+)
 from smolserve.manifests.common import OperatorConfig
 from smolserve.manifests.lora import build_guard_configmap
 from smolserve.manifests.server import (
@@ -73,6 +79,8 @@ def desired_state(
     verified template to serve, if one is known.
     """
     children = [*build_template_rbac(spec)]
+    if uses_agent(spec):
+        children += [*build_agent_rbac(spec), *build_agent_configmaps(spec)]
     if uses_parser_plugin(spec):
         children.append(build_parser_configmap(spec, config))
     if spec.lora.dynamic:
@@ -90,4 +98,6 @@ def desired_state(
         if template is not None
         else None
     )
+    if deployment is not None and uses_agent(spec):
+        deployment = with_agent(deployment, spec, config)
     return DesiredState(job=job, children=tuple(children), deployment=deployment)

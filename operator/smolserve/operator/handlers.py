@@ -24,9 +24,11 @@ import kopf
 
 from smolserve import labels
 from smolserve.kinds import CHILDREN, SMOLSERVE
+from smolserve.operator.agents import pod_projection
 from smolserve.operator.kube import ApiError
 from smolserve.operator.overlay import Key
 from smolserve.operator.runtime import (
+    PODS_INDEX,
     SERVES_INDEX,
     SOURCE_LABEL,
     SOURCES_INDEX,
@@ -36,18 +38,21 @@ from smolserve.operator.runtime import (
 )
 
 logger = logging.getLogger("smolserve.operator")
+SERVER_COMPONENT = "server"  # app.kubernetes.io/component of the vLLM pods
 
 # Seconds between retries of a reconcile that a child's or a source's event triggered.
 RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 
 
 async def reconcile_with_retries(
-    reconciler: Reconciler, key: Key, indexes: Mapping[str, Any]
+    reconciler: Reconciler, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool = False
 ) -> None:
     """Reconcile in a thread; on a transient API error, try again after a pause."""
     for delay in (*RETRY_DELAYS, None):
         try:
-            await asyncio.to_thread(reconciler.reconcile, key, indexes)
+            await asyncio.to_thread(
+                reconciler.reconcile, key, indexes, after_deletion=after_deletion
+            )
             return
         except ApiError as exc:
             if delay is None:
@@ -78,16 +83,39 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     async def index_child(namespace: str, body: kopf.Body, **_: Any) -> dict:
         return {(namespace, body["metadata"]["labels"][labels.SERVE]): dict(body)}
 
-    async def on_child(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
+    async def on_child(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
         key = (namespace, body["metadata"]["labels"][labels.SERVE])
         if not reconciler.overlay.is_echo(key, body):
-            await reconcile_with_retries(reconciler, key, kwargs)
+            deleted = type == "DELETED"
+            await reconcile_with_retries(reconciler, key, kwargs, after_deletion=deleted)
 
     for child in CHILDREN:
         resource = (child.group, child.version, child.plural)
         index_id, event_id = children_index(child.kind), f"{child.kind.lower()}-changed"
         kopf.index(*resource, id=index_id, labels=labelled, registry=registry)(index_child)
         kopf.on.event(*resource, id=event_id, labels=labelled, registry=registry)(on_child)
+
+    # The vLLM pods, as small projections (whose agent's report is current); only a pod's
+    # deletion triggers a reconcile (its report is then removed): a rollout's progress shows
+    # in the Deployment's status, and an agent's verdict in its report.
+    pods = ("", "v1", "pods")
+    server_pods = {labels.SERVE: kopf.PRESENT, labels.COMPONENT: SERVER_COMPONENT}
+
+    async def index_pod(namespace: str, body: kopf.Body, **_: Any) -> dict:
+        return {(namespace, body["metadata"]["labels"][labels.SERVE]): pod_projection(body)}
+
+    async def on_pod(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
+        if type == "DELETED":
+            key = (namespace, body["metadata"]["labels"][labels.SERVE])
+            await reconcile_with_retries(reconciler, key, kwargs, after_deletion=True)
+
+    kopf.index(*pods, id=PODS_INDEX, labels=server_pods, registry=registry)(index_pod)
+    kopf.on.event(*pods, id="pod-gone", labels=server_pods, registry=registry)(on_pod)
+
+    def on_cleanup(**_: Any) -> None:
+        reconciler.close()
+
+    kopf.on.cleanup(id="stop-timers", registry=registry)(on_cleanup)
 
     source_labels = {SOURCE_LABEL[0]: SOURCE_LABEL[1], labels.SERVE: kopf.ABSENT}
 

@@ -28,11 +28,12 @@ deleted: a desired object whose name they hold waits for them to go.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smolserve import labels
+from smolserve.agent.report import agent_status_name
 from smolserve.kinds import Ref, creation_order
 from smolserve.manifests import (
     TEMPLATE_HISTORY,
@@ -47,9 +48,11 @@ from smolserve.manifests import (
     template_inputs_hash,
     template_job_name,
 )
+from smolserve.manifests.agent import AGENT
 from smolserve.manifests.common import PARSERS, TEMPLATE
 from smolserve.manifests.lora import GUARD_COMPONENT
 from smolserve.manifests.template import published_inputs
+from smolserve.operator import agents, rollout
 from smolserve.operator import status as st
 from smolserve.operator.apply import merge_patch_for, with_last_applied
 from smolserve.spec import SmolServeSpec, SpecError, load_spec
@@ -77,6 +80,7 @@ class Observed:
     foreign: list[dict[str, Any]] = field(default_factory=list)  # labelled, owned by another
     source: SourceState | None = None  # only with template.source configMap
     job_messages: dict[str, str] = field(default_factory=dict)  # failed Job → its pod's message
+    pods: list[dict[str, Any]] = field(default_factory=list)  # server pods (agents.pod_projection)
 
 
 @dataclass
@@ -87,6 +91,7 @@ class Plan:
     findings: st.Findings | None = None
     status: dict[str, Any] | None = None
     events: list[st.Event] = field(default_factory=list)
+    recheck_after: float | None = None  # plan again in this many seconds (a deadline falls due)
 
     @property
     def writes(self) -> int:
@@ -293,6 +298,7 @@ def _children(
     live: Live,
     template: TemplateFindings,
     blocked: set[Ref],
+    annotations: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any] | None:
     """Steps 2 and 3: every desired object; returns the Deployment as it will be."""
     for obj in desired.children:
@@ -306,10 +312,40 @@ def _children(
             result.create.append(with_last_applied(job))
     deployment = live.deployment
     wanted = desired.deployment
-    if wanted is not None and Ref.of(wanted) not in blocked and _ensure(result, wanted, deployment):
-        deployment = _projected(wanted, deployment, result)
+    if wanted is not None and Ref.of(wanted) not in blocked:
+        if _ensure(result, wanted, deployment):
+            deployment = _projected(wanted, deployment, result)
+        _annotate(result, wanted, deployment, annotations or {})
     result.create.sort(key=lambda obj: creation_order(obj["kind"]))
     return deployment
+
+
+def _annotate(
+    result: Plan,
+    wanted: dict[str, Any],
+    deployment: dict[str, Any] | None,
+    annotations: Mapping[str, str | None],
+) -> None:
+    """Write the rollout's Deployment annotations (outside the last-applied record, so the
+    pod template it remembers is not stored twice), in the same write as the rest if any."""
+    live = ((deployment or {}).get("metadata") or {}).get("annotations") or {}
+    changes = {k: v for k, v in annotations.items() if live.get(k) != v}
+    if not changes:
+        return
+    ref = Ref.of(wanted)
+    for obj in result.create:
+        if Ref.of(obj) == ref:
+            meta = obj["metadata"]
+            added = {k: v for k, v in changes.items() if v is not None}
+            meta["annotations"] = {**(meta.get("annotations") or {}), **added}
+            return
+    for index, (patched, body) in enumerate(result.patch):
+        if patched == ref:
+            meta = body.setdefault("metadata", {})
+            meta["annotations"] = {**(meta.get("annotations") or {}), **changes}
+            result.patch[index] = (patched, body)
+            return
+    result.patch.append((ref, {"metadata": {"annotations": dict(changes)}}))
 
 
 def _projected(
@@ -319,7 +355,7 @@ def _projected(
     if live is None:
         return {**desired, "metadata": {**desired["metadata"], "generation": 1}}
     generation = live["metadata"].get("generation", 0)
-    if "spec" not in result.patch[-1][1]:
+    if "spec" not in next(body for ref, body in result.patch if ref == Ref.of(desired)):
         return live
     return {
         **live,
@@ -337,8 +373,9 @@ def _prune(
     live: Live,
     template: TemplateFindings,
     deployment: dict[str, Any] | None,
+    keep: frozenset[str] = frozenset(),
 ) -> None:
-    mounted = mounted_configmaps(live.deployment) | mounted_configmaps(deployment)
+    mounted = mounted_configmaps(live.deployment) | mounted_configmaps(deployment) | keep
     wanted = {Ref.of(obj) for obj in desired.objects()}
     templates = live.of_kind("ConfigMap", TEMPLATE)
     # The templates in use (before and after this plan) and the ready one, then the newest.
@@ -452,14 +489,32 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
     spec = observed.spec
     template = _template(spec, observed, live, config, now)
     desired = desired_state(spec, config, inputs_hash=template.inputs, template=template.served)
+    status_cm = next(
+        (
+            cm
+            for cm in live.of_kind("ConfigMap", AGENT)
+            if cm["metadata"]["name"] == agent_status_name(spec.name)
+        ),
+        None,
+    )
+    found = agents.read_agent_reports(status_cm, observed.pods, now)
+    decision = rollout.decide(spec, desired.deployment, live.deployment, found, now)
+    desired = rollout.with_template(desired, decision.template)
     blocking = _blocking(desired, observed.foreign)
-    deployment = _children(result, desired, live, template, {Ref.of(o) for o in blocking})
-    _prune(result, desired, live, template, deployment)
+    deployment = _children(
+        result, desired, live, template, {Ref.of(o) for o in blocking}, decision.annotations
+    )
+    _prune(result, desired, live, template, deployment, decision.keep)
+    cleanup = agents.cleanup(status_cm, found)
+    if cleanup is not None:
+        result.patch.append(cleanup)
+    result.recheck_after = _soonest(found.recheck_after, decision.recheck_after)
     waiting = _waiting(blocking, serve)
     degraded = (
         template.degraded
         or (waiting if waiting is not None and waiting.type == st.DEGRADED else None)
         or _missing_template(deployment, live, template.ready)
+        or decision.degraded
     )
     result.findings = st.Findings(
         template=template.condition,
@@ -472,8 +527,15 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         selector=selector_string(spec.name),
         model_revision=spec.model.revision,
         waiting=waiting if waiting is not None and waiting.type == st.PROGRESSING else None,
+        smoke=decision.smoke,
+        rollout=decision.status,
     )
     return _status(result, previous, generation, now)
+
+
+def _soonest(*delays: float | None) -> float | None:
+    known = [d for d in delays if d is not None]
+    return min(known) if known else None
 
 
 def refused(result: Plan, error: str, serve: dict[str, Any], now: str) -> Plan:

@@ -42,6 +42,9 @@ from smolserve.spec import SmolServeSpec
 PERMANENT = frozenset({400, 403, 422})
 SERVES_INDEX = "smolserves"
 SOURCES_INDEX = "template-sources"
+PODS_INDEX = "server-pods"  # projections of the SmolServes' vLLM pods (operator/agents.py)
+# How long to wait before retrying a deadline's reconcile that hit a transient API error.
+RECHECK_RETRY_SECONDS = 5.0
 # The label a user's template-source ConfigMap needs for the operator to see it (and its edits).
 SOURCE_LABEL = (labels.PART_OF, labels.APP_NAME)
 
@@ -131,16 +134,25 @@ class Reconciler:
         self._sources: dict[Key, tuple[str, str]] = {}  # the (namespace, ConfigMap) it reads
         self._progress: dict[Key, Progress] = {}
         self._handled: set[Key] = set()  # its own kopf handler ran (in this process)
+        self._rechecks: dict[Key, threading.Timer] = {}  # a deadline to plan again at
+        self._closed = False
 
     # --- the reconcile -----------------------------------------------------------------------
 
     def reconcile(
-        self, key: Key, indexes: Mapping[str, Any], patch: kopf.Patch | None = None
+        self,
+        key: Key,
+        indexes: Mapping[str, Any],
+        patch: kopf.Patch | None = None,
+        *,
+        after_deletion: bool = False,
     ) -> None:
         """Bring one SmolServe to its desired state (a no-op when it is already there).
 
         ``patch`` is kopf's patch of the SmolServe when its own handler runs; otherwise (a
-        child's or a source's event) the status is patched directly.
+        child's or a source's event) the status is patched directly. ``after_deletion``: the
+        trigger was a child's deletion, which is what the garbage collector sends when the
+        SmolServe itself is gone (its cache entry may lag): before writing anything, check.
         """
         with self._locks.hold(key):
             serves = _values(indexes, SERVES_INDEX, key)
@@ -155,6 +167,9 @@ class Reconciler:
             serve = self.overlay.serve(key, serves[0])
             observed = self._observe(key, serve, indexes)
             plan = reconcile.plan(observed, self.config, now())
+            checking = patch is None and (plan.create or (after_deletion and plan.writes))
+            if checking and not self._still_there(key, serve):
+                return  # deleted or re-created meanwhile: its own handler has the last word
             try:
                 self._apply(key, plan)
             except ApiError as exc:
@@ -163,9 +178,52 @@ class Reconciler:
                 # Nothing but a change (to the spec, a policy, the operator's RBAC) fixes this.
                 plan = reconcile.refused(plan, f"HTTP {exc.status}: {exc}", serve, now())
             self._report(key, serve, plan, patch)
+            self._recheck(key, indexes, plan.recheck_after)
             seen = max(map(resource_version, [serve, *observed.children, *observed.foreign]))
             with self._guard:
                 self._progress[key] = Progress(seen, plan.writes, len(plan.events))
+
+    def _still_there(self, key: Key, serve: dict[str, Any]) -> bool:
+        """Whether the SmolServe the cache shows still exists (one GET, only before a child's
+        event makes the operator create something or a child's deletion makes it write: the
+        garbage collector removing a deleted SmolServe's children sends those events while the
+        cache may still hold the SmolServe)."""
+        live = self.kube.get(Ref(labels.KIND, *key))
+        if live is None:
+            self.forget(key)
+        return live is not None and live["metadata"].get("uid") == serve["metadata"].get("uid")
+
+    def _recheck(self, key: Key, indexes: Mapping[str, Any], delay: float | None) -> None:
+        """Reconcile ``key`` again after ``delay`` seconds (a smoke timeout, a stale report):
+        one timer per SmolServe, replaced by each reconcile; None cancels it."""
+        with self._guard:
+            current = self._rechecks.pop(key, None)
+            if current is not None:
+                current.cancel()
+            if delay is None or self._closed:
+                return
+            timer = threading.Timer(max(delay, 0.05), self._run_recheck, (key, indexes))
+            timer.daemon = True
+            self._rechecks[key] = timer
+            timer.start()
+
+    def _run_recheck(self, key: Key, indexes: Mapping[str, Any]) -> None:
+        with self._guard:
+            if self._closed:
+                return
+        try:
+            self.reconcile(key, indexes)
+        except ApiError:
+            self._recheck(key, indexes, RECHECK_RETRY_SECONDS)
+
+    def close(self) -> None:
+        """The operator stops: no more timers."""
+        with self._guard:
+            self._closed = True
+            timers = list(self._rechecks.values())
+            self._rechecks.clear()
+        for timer in timers:
+            timer.cancel()
 
     def _observe(
         self, key: Key, serve: dict[str, Any], indexes: Mapping[str, Any]
@@ -185,6 +243,7 @@ class Reconciler:
             foreign=foreign,
             source=source,
             job_messages=self._failed_job_messages(key, owned),
+            pods=_values(indexes, PODS_INDEX, key),
         )
 
     def _source(
@@ -274,7 +333,13 @@ class Reconciler:
             if patch is not None:
                 patch.setdefault("status", {}).update(plan.status)
             else:
-                self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
+                try:
+                    self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    self.forget(key)  # deleted meanwhile: nothing to report to
+                    return
             self.overlay.record_status(key, plan.status)
         for event in plan.events:
             kopf.event(serve, type=event.type, reason=event.reason, message=event.message)
@@ -298,7 +363,7 @@ class Reconciler:
         """How many SmolServes the operator keeps anything for (for leak checks)."""
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
-            keys |= self._handled
+            keys |= self._handled | self._rechecks.keys()
         return max(len(keys), len(self.overlay), len(self._locks))
 
     def forget(self, key: Key) -> None:
@@ -309,3 +374,6 @@ class Reconciler:
             self._sources.pop(key, None)
             self._progress.pop(key, None)
             self._handled.discard(key)
+            timer = self._rechecks.pop(key, None)
+        if timer is not None:
+            timer.cancel()

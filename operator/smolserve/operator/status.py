@@ -15,6 +15,7 @@ TEMPLATE_READY = "TemplateReady"
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+SMOKE_TESTED = "SmokeTested"  # only with rollout.smoke (operator/rollout.py)
 
 # Reasons (docs/operator.md has the table: reason → meaning → fix).
 TEMPLATE_VERIFIED = "TemplateVerified"
@@ -33,6 +34,10 @@ ROLLING_OUT = "RollingOut"
 ROLLOUT_COMPLETE = "RolloutComplete"
 ROLLOUT_STALLED = "ProgressDeadlineExceeded"
 AS_EXPECTED = "AsExpected"
+SMOKE_TEST_PASSED = "SmokeTestPassed"
+SMOKE_TEST_RUNNING = "SmokeTestRunning"
+SMOKE_TEST_PENDING = "SmokeTestPending"
+SMOKE_TEST_FAILED = "SmokeTestFailed"
 
 # Phases, in the order `kubectl get smol` users read them.
 PENDING, PROGRESSING_PHASE, READY, DEGRADED_PHASE = "Pending", "Progressing", "Ready", "Degraded"
@@ -61,6 +66,8 @@ class Findings:
     model_revision: str | None = None
     # Progressing, when desired objects wait for a deleted predecessor's to be collected.
     waiting: Condition | None = None
+    smoke: Condition | None = None  # SmokeTested (None: rollout.smoke is off)
+    rollout: dict[str, Any] | None = None  # status.rollout (smoke-gated rollouts)
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ def conditions_for(findings: Findings) -> list[Condition]:
         degraded = Condition(DEGRADED, True, ROLLOUT_STALLED, rollout.message)
     else:
         degraded = Condition(DEGRADED, False, AS_EXPECTED, "no problems found")
-    return [template, available, progressing, degraded]
+    conditions = [template, available, progressing, degraded]
+    return [*conditions, findings.smoke] if findings.smoke is not None else conditions
 
 
 def phase_of(conditions: list[Condition], has_deployment: bool) -> str:
@@ -152,6 +160,8 @@ def _event_type(cond: Condition, *, was_true: bool) -> str:
     ):
         return "Warning"
     if cond.type == AVAILABLE and not cond.status and was_true:
+        return "Warning"
+    if cond.type == SMOKE_TESTED and cond.reason == SMOKE_TEST_FAILED:
         return "Warning"
     return "Normal"
 
@@ -185,7 +195,7 @@ def build_status(
         flipped = bool(old) and changed
         new_problem = (
             bool(old)
-            and cond.type in (TEMPLATE_READY, DEGRADED)
+            and cond.type in (TEMPLATE_READY, DEGRADED, SMOKE_TESTED)
             and old.get("reason") != cond.reason
         )
         if first or flipped or new_problem:
@@ -209,9 +219,19 @@ def build_status(
         "selector": findings.selector,
         "modelRevision": findings.model_revision,
     }
+    if findings.rollout is not None:
+        status["rollout"] = findings.rollout
     return status, events
+
+
+def _same(live: Any, new: Any) -> bool:
+    """Equal as a merge patch sees it: in objects, a null is the same as no key."""
+    if isinstance(new, dict):
+        live = live if isinstance(live, dict) else {}
+        return all(_same(live.get(key), value) for key, value in new.items())
+    return live == new
 
 
 def status_changed(new: dict[str, Any], live: dict[str, Any]) -> bool:
     """Whether writing ``new`` would change the live status (kopf's own keys aside)."""
-    return any(live.get(key) != value for key, value in new.items())
+    return any(not _same(live.get(key), value) for key, value in new.items())

@@ -109,6 +109,6 @@ def _build(s: dict[str, Any], name: str, meta: dict[str, Any]) -> SmolServeSpec:
         affinity=s.get("affinity"),
         runtime_class_name=s.get("runtimeClassName"),
         replicas=s["replicas"],
-        rollout=RolloutSpec(ro["maxSurge"], ro["maxUnavailable"]),
+        rollout=RolloutSpec(ro["maxSurge"], ro["maxUnavailable"], ro["smoke"], ro["smokeTimeout"]),
         service=ServiceSpec(sv["type"], sv["port"], tuple(sorted(sv["annotations"].items()))),
     )

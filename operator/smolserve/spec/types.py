@@ -145,6 +145,13 @@ class ResourcesSpec:
 class RolloutSpec:
     max_surge: int | str
     max_unavailable: int | str
+    smoke: bool = True
+    smoke_timeout: str = "3m"  # the CRD's pattern: 1-4 digits, then s or m
+
+    @property
+    def smoke_timeout_seconds(self) -> int:
+        value, unit = int(self.smoke_timeout[:-1]), self.smoke_timeout[-1]
+        return value * 60 if unit == "m" else value
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,8 @@ class SmolServeSpec:
             "rollout": {
                 "maxSurge": self.rollout.max_surge,
                 "maxUnavailable": self.rollout.max_unavailable,
+                "smoke": self.rollout.smoke,
+                "smokeTimeout": self.rollout.smoke_timeout,
             },
             "service": {
                 "type": self.service.type,
