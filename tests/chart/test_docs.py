@@ -109,6 +109,7 @@ def test_troubleshooting_table_covers_every_reason() -> None:
         status.PROGRESSING,
         status.DEGRADED,
         status.SMOKE_TESTED,
+        status.ADAPTERS_READY,
     }
     phases = {status.PENDING, status.PROGRESSING_PHASE, status.READY, status.DEGRADED_PHASE}
     reasons = (

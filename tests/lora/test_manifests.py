@@ -6,12 +6,14 @@ from typing import Any
 
 import pytest
 
+from smolserve.agent.report import read_config
 from smolserve.manifests import ServedTemplate, build_deployment, desired_state
+from smolserve.manifests.agent import build_agent_configmaps
 from smolserve.manifests.lora import (
     admitted_adapters,
     claim_volume,
-    desired_adapters,
     guard_configmap_name,
+    lora_config,
 )
 from smolserve.spec import load_spec
 from support.factories import operator_config, smolserve
@@ -124,7 +126,8 @@ def test_the_desired_set_the_agents_load():
     spec = load_spec(
         smolserve(spec={"lora": {"adapters": [SQL, LOCAL, CHAT], "maxLoras": 2, "maxRank": 8}})
     )
-    assert desired_adapters(spec) == {
+    config = lora_config(spec)
+    assert config.to_dict() == {
         "maxRank": 8,
         "baseModel": "HuggingFaceTB/SmolLM3-3B",
         "hubDir": "/adapters/hub",
@@ -137,8 +140,44 @@ def test_the_desired_set_the_agents_load():
             },
         ],
     }
+    # It travels in the agent's ConfigMap; the battery checks no dynamic adapter.
+    agent = read_config(build_agent_configmaps(spec)[0]["data"])
+    assert agent.lora == config and agent.adapters == ()
     static = load_spec(smolserve(spec={"lora": {"adapters": [SQL], "mode": "static"}}))
-    assert desired_adapters(static)["adapters"] == []
+    assert lora_config(static) is None
+    assert [a.name for a in read_config(build_agent_configmaps(static)[0]["data"]).adapters] == [
+        "sql"
+    ]
+
+
+def test_the_agent_downloads_reads_the_claims_and_writes_the_token():
+    spec = load_spec(
+        smolserve(
+            spec={
+                "lora": {"adapters": [SQL, LOCAL], "maxLoras": 2},
+                "rollout": {"smoke": False},
+                "model": {"tokenSecretRef": {"name": "hf", "key": "token"}},
+            }
+        )
+    )
+    dep = desired_state(
+        spec, CONFIG, inputs_hash="0" * 64, template=ServedTemplate("cm", "1")
+    ).deployment
+    agent = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "agent")
+    assert agent["args"][-2:] == ["--adapter-token-file", "/run/smolserve/agent-token"]
+    mounts = {m["mountPath"]: m.get("readOnly", False) for m in agent["volumeMounts"]}
+    assert mounts["/adapters/hub"] is False and mounts["/run/smolserve"] is False
+    assert mounts["/adapters/pvc/adapters"] is True
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "token"}
+    assert env["HF_HOME"]["value"] == "/adapters/hub/.home"
+    # Smoke off, dynamic LoRA on: the agent is there; static without smoke: it is not.
+    static = load_spec(
+        smolserve(spec={"lora": {"adapters": [SQL], "mode": "static"}, "rollout": {"smoke": False}})
+    )
+    state = desired_state(static, CONFIG, inputs_hash="0" * 64, template=ServedTemplate("cm", "1"))
+    names = [c["name"] for c in state.deployment["spec"]["template"]["spec"]["containers"]]
+    assert names == ["vllm"]
 
 
 def test_the_guard_configmap_is_a_child_only_in_dynamic_mode():

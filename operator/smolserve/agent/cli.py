@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import threading
+from pathlib import Path
 
 from smolserve.agent.server import DEFAULT_PORT
 from smolserve.agent.vllm import DEFAULT_URL
@@ -40,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=True,
         help="gate readiness on the smoke battery (default: on)",
     )
+    run.add_argument(
+        "--adapter-token-file",
+        type=Path,
+        metavar="PATH",
+        help="load LoRA adapters at run time (dynamic mode): write the adapter guard's token "
+        "here (a volume shared with vLLM only)",
+    )
     run.set_defaults(func=_run)
 
     smoke = commands.add_parser(
@@ -58,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from smolserve.agent.kube import AgentKube
-    from smolserve.agent.loop import Agent, PodIdentity, SmokeGate
+    from smolserve.agent.loop import Agent, Gate, PodIdentity, SmokeGate
     from smolserve.agent.server import ReadinessServer
     from smolserve.agent.vllm import VllmClient
     from smolserve.jobs.kube import current_namespace
@@ -66,8 +74,15 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     namespace = current_namespace(args.namespace)
     identity = PodIdentity.from_env(args.serve, namespace, args.pod)
-    gates = [SmokeGate()] if args.smoke else []
-    agent = Agent(identity, VllmClient(args.vllm_url), AgentKube(namespace), gates)
+    vllm = VllmClient(args.vllm_url)
+    gates: list[Gate] = []
+    if args.adapter_token_file is not None:
+        from smolserve.agent.adapters import AdapterGate
+
+        gates.append(AdapterGate(vllm, args.adapter_token_file))
+    if args.smoke:
+        gates.append(SmokeGate())
+    agent = Agent(identity, vllm, AgentKube(namespace), gates)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

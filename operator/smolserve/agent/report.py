@@ -75,21 +75,62 @@ class SmokeConfig:
 class DesiredAdapter:
     name: str
     source: str  # hf://org/repo@rev or pvc://claim/path, as the spec gives it
+    path: str | None = None  # pvc:// in dynamic mode: where the pod mounts it
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name, "source": self.source}
+        return out if self.path is None else {**out, "path": self.path}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> DesiredAdapter:
+        path = doc.get("path")
+        return cls(str(doc["name"]), str(doc["source"]), None if path is None else str(path))
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Dynamic LoRA: the adapters the agent loads into its vLLM, and what it checks first."""
+
+    adapters: tuple[DesiredAdapter, ...]
+    max_rank: int
+    base_model: str
+    hub_dir: str  # where hf:// adapters are downloaded
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "adapters": [a.to_dict() for a in self.adapters],
+            "maxRank": self.max_rank,
+            "baseModel": self.base_model,
+            "hubDir": self.hub_dir,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> LoraConfig:
+        return cls(
+            adapters=tuple(DesiredAdapter.from_dict(a) for a in doc.get("adapters") or []),
+            max_rank=int(doc["maxRank"]),
+            base_model=str(doc["baseModel"]),
+            hub_dir=str(doc["hubDir"]),
+        )
 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """``smoke``: run the battery (None: no battery); ``adapters``: the spec's adapters, which
-    the battery checks (each answers one request) and a dynamic-LoRA agent loads."""
+    """``smoke``: run the battery (None: no battery); ``adapters``: the adapters the battery
+    checks (each answers one request: the spec's, in static mode); ``lora``: the adapters a
+    dynamic-LoRA agent loads (None: static mode or none), each checked by the loading itself."""
 
     smoke: SmokeConfig | None
     adapters: tuple[DesiredAdapter, ...] = ()
+    lora: LoraConfig | None = None
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {
             "smoke": None if self.smoke is None else {"timeoutSeconds": self.smoke.timeout_seconds},
-            "adapters": [{"name": a.name, "source": a.source} for a in self.adapters],
+            "adapters": [a.to_dict() for a in self.adapters],
         }
+        if self.lora is not None:
+            doc["lora"] = self.lora.to_dict()
         return json.dumps(doc, sort_keys=True)
 
     @classmethod
@@ -97,12 +138,14 @@ class AgentConfig:
         doc = _object(text, "agent config")
         smoke = doc.get("smoke")
         adapters = doc.get("adapters") or []
+        lora = doc.get("lora")
         try:
             return cls(
                 smoke=None if smoke is None else SmokeConfig(int(smoke["timeoutSeconds"])),
-                adapters=tuple(DesiredAdapter(str(a["name"]), str(a["source"])) for a in adapters),
+                adapters=tuple(DesiredAdapter.from_dict(a) for a in adapters),
+                lora=None if lora is None else LoraConfig.from_dict(lora),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReportError(f"agent config: {exc!r}") from exc
 
 

@@ -29,17 +29,26 @@ class VllmClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, body: Any | None) -> urllib.request.Request:
+    def _request(
+        self, method: str, path: str, body: Any | None, extra: Mapping[str, str] | None = None
+    ) -> urllib.request.Request:
         data = None if body is None else json.dumps(body).encode()
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(extra or {})}
         if data is not None:
             headers["Content-Type"] = "application/json"
         return urllib.request.Request(
             f"{self.base_url}{path}", data=data, headers=headers, method=method
         )
 
-    def _open(self, method: str, path: str, body: Any | None, timeout: float | None) -> Any:
-        request = self._request(method, path, body)
+    def _open(
+        self,
+        method: str,
+        path: str,
+        body: Any | None,
+        timeout: float | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        request = self._request(method, path, body, headers)
         try:
             return urllib.request.urlopen(request, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as exc:
@@ -56,6 +65,18 @@ class VllmClient:
     def post(self, path: str, body: Mapping[str, Any], timeout: float | None = None) -> Any:
         with self._open("POST", path, dict(body), timeout) as response:
             return _json(response.read(), path)
+
+    def post_text(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """POST JSON, the answer as text (vLLM's adapter routes answer plain text)."""
+        with self._open("POST", path, dict(body), timeout, headers) as response:
+            return response.read().decode("utf-8", errors="replace")
 
     def stream(
         self, path: str, body: Mapping[str, Any], timeout: float | None = None

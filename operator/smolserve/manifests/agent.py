@@ -25,6 +25,7 @@ from smolserve.agent.report import (
     config_data,
 )
 from smolserve.agent.server import DEFAULT_PORT
+from smolserve.manifests import lora
 from smolserve.manifests.common import (
     HTTP_PORT,
     OperatorConfig,
@@ -43,8 +44,8 @@ POD_TEMPLATE_HASH_LENGTH = 10
 
 
 def uses_agent(spec: SmolServeSpec) -> bool:
-    """Whether the vLLM pods get the agent sidecar (``rollout.smoke``)."""
-    return spec.rollout.smoke
+    """Whether the vLLM pods get the agent sidecar (``rollout.smoke``, or dynamic LoRA)."""
+    return spec.rollout.smoke or spec.lora.dynamic
 
 
 def agent_rbac_name(serve: str) -> str:
@@ -54,8 +55,11 @@ def agent_rbac_name(serve: str) -> str:
 def agent_config(spec: SmolServeSpec) -> AgentConfig:
     """What the operator asks of every agent (the ``<name>-agent-config`` document)."""
     smoke = SmokeConfig(spec.rollout.smoke_timeout_seconds) if spec.rollout.smoke else None
-    adapters = tuple(DesiredAdapter(a.name, a.source) for a in spec.lora.adapters)
-    return AgentConfig(smoke=smoke, adapters=adapters)
+    # The battery checks the adapters that are part of the pod template (static mode); dynamic
+    # ones are each checked by their loading, and one failing never fails a pod's battery.
+    checked = spec.lora.adapters if spec.lora.static else ()
+    adapters = tuple(DesiredAdapter(a.name, a.source) for a in checked)
+    return AgentConfig(smoke=smoke, adapters=adapters, lora=lora.lora_config(spec))
 
 
 def build_agent_rbac(spec: SmolServeSpec) -> list[dict[str, Any]]:
@@ -124,21 +128,27 @@ def agent_container(spec: SmolServeSpec, config: OperatorConfig) -> dict[str, An
     """The sidecar: ``smolserve agent run``; its readinessProbe is the pod's smoke gate."""
     args = ["agent", "run", "--serve", spec.name, "--vllm-url", f"http://127.0.0.1:{HTTP_PORT}"]
     args += ["--port", str(AGENT_PORT), "--smoke" if spec.rollout.smoke else "--no-smoke"]
+    env = [
+        _field_env("SMOLSERVE_NAMESPACE", "metadata.namespace"),
+        _field_env("SMOLSERVE_POD_NAME", "metadata.name"),
+        _field_env("SMOLSERVE_POD_UID", "metadata.uid"),
+        _field_env(
+            "SMOLSERVE_POD_TEMPLATE_HASH", f"metadata.annotations['{labels.POD_TEMPLATE_HASH}']"
+        ),
+        _field_env("SMOLSERVE_REPLICASET_HASH", "metadata.labels['pod-template-hash']"),
+    ]
+    mounts = [{"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}]
+    if spec.lora.dynamic:
+        args += lora.agent_args()
+        env += lora.agent_env(spec)
+        mounts += lora.agent_mounts(spec)
     return {
         "name": AGENT,
         "image": config.job_image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["smolserve"],
         "args": args,
-        "env": [
-            _field_env("SMOLSERVE_NAMESPACE", "metadata.namespace"),
-            _field_env("SMOLSERVE_POD_NAME", "metadata.name"),
-            _field_env("SMOLSERVE_POD_UID", "metadata.uid"),
-            _field_env(
-                "SMOLSERVE_POD_TEMPLATE_HASH", f"metadata.annotations['{labels.POD_TEMPLATE_HASH}']"
-            ),
-            _field_env("SMOLSERVE_REPLICASET_HASH", "metadata.labels['pod-template-hash']"),
-        ],
+        "env": env,
         "ports": [{"name": AGENT, "containerPort": AGENT_PORT, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": "/ready", "port": AGENT},
@@ -156,7 +166,7 @@ def agent_container(spec: SmolServeSpec, config: OperatorConfig) -> dict[str, An
             "requests": {"cpu": "50m", "memory": "96Mi"},
             "limits": {"memory": "256Mi"},
         },
-        "volumeMounts": [{"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}],
+        "volumeMounts": mounts,
         "securityContext": {**restricted_container_security(), "readOnlyRootFilesystem": True},
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -226,3 +236,9 @@ def smoke_gated(template: dict[str, Any] | None) -> bool:
         if container.get("name") == AGENT and "--smoke" in (container.get("args") or []):
             return True
     return False
+
+
+def has_agent(deployment: dict[str, Any] | None) -> bool:
+    """Whether a Deployment's pod template runs the agent sidecar."""
+    pod = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+    return any(c.get("name") == AGENT for c in pod.get("containers") or [])

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from smolserve.agent.report import DesiredAdapter, LoraConfig
 from smolserve.manifests.common import (
     ADAPTER_GUARD_FILE,
     ADAPTERS_DIR,
     OperatorConfig,
     child_metadata,
+    hub_token_env,
     sha256_hex,
 )
 from smolserve.spec import LoraAdapter, SmolServeSpec
@@ -100,26 +102,25 @@ def over_limit_message(spec: SmolServeSpec) -> str:
     )
 
 
-def desired_adapters(spec: SmolServeSpec) -> dict[str, Any]:
-    """The desired adapter set the agents load (a JSON value in the agent's ConfigMap).
+def lora_config(spec: SmolServeSpec) -> LoraConfig | None:
+    """What the agents load (the ``lora`` part of ``<name>-agent-config``); None unless dynamic.
 
-    Per adapter: its name, its source and, for ``pvc://``, the path inside the pod (``hf://``
+    Per adapter its name, its source and, for ``pvc://``, the path inside the pod (``hf://``
     adapters are downloaded by the agent under ``/adapters/hub``). ``maxRank`` and the base
     model let the agent check an adapter before it asks vLLM to load it.
     """
-    admitted, _ = admitted_adapters(spec) if spec.lora.dynamic else ((), ())
-    entries = []
-    for adapter in admitted:
-        entry: dict[str, Any] = {"name": adapter.name, "source": adapter.source}
-        if adapter.kind == "pvc":
-            entry["path"] = claim_path(adapter)
-        entries.append(entry)
-    return {
-        "maxRank": spec.lora.max_rank,
-        "baseModel": spec.model.id,
-        "hubDir": HUB_DIR,
-        "adapters": entries,
-    }
+    if not spec.lora.dynamic:
+        return None
+    admitted, _ = admitted_adapters(spec)
+    return LoraConfig(
+        adapters=tuple(
+            DesiredAdapter(a.name, a.source, claim_path(a) if a.kind == "pvc" else None)
+            for a in admitted
+        ),
+        max_rank=spec.lora.max_rank,
+        base_model=spec.model.id,
+        hub_dir=HUB_DIR,
+    )
 
 
 def dynamic_vllm_args(spec: SmolServeSpec) -> list[str]:
@@ -182,3 +183,13 @@ def agent_mounts(spec: SmolServeSpec) -> list[dict[str, Any]]:
         {"name": RUN_VOLUME, "mountPath": AGENT_RUN_DIR},
         *_claim_mounts(spec),
     ]
+
+
+def agent_env(spec: SmolServeSpec) -> list[dict[str, Any]]:
+    """The hub token for downloads, and a writable hub home on the hub volume (the agent's
+    root filesystem is read-only)."""
+    return [{"name": "HF_HOME", "value": f"{HUB_DIR}/.home"}, *hub_token_env(spec)]
+
+
+def agent_args() -> list[str]:
+    return ["--adapter-token-file", TOKEN_FILE]

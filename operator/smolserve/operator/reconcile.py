@@ -48,12 +48,13 @@ from smolserve.manifests import (
     template_inputs_hash,
     template_job_name,
 )
-from smolserve.manifests.agent import AGENT
+from smolserve.manifests.agent import AGENT, has_agent
 from smolserve.manifests.common import PARSERS, TEMPLATE
 from smolserve.manifests.lora import GUARD_COMPONENT
 from smolserve.manifests.template import published_inputs
 from smolserve.operator import agents, rollout
 from smolserve.operator import status as st
+from smolserve.operator.adapters import adapter_findings
 from smolserve.operator.apply import merge_patch_for, with_last_applied
 from smolserve.spec import SmolServeSpec, SpecError, load_spec
 
@@ -395,6 +396,14 @@ def _prune(
         for cm in live.of_kind("ConfigMap", PARSERS) + live.of_kind("ConfigMap", GUARD_COMPONENT)
         if Ref.of(cm) not in wanted and cm["metadata"]["name"] not in mounted
     ]
+    # The agent's ConfigMaps and RBAC, once no pod template of the Deployment has the agent.
+    if not any(has_agent(d) for d in (live.deployment, deployment)):
+        result.delete += [
+            Ref.of(obj)
+            for kind in ("ConfigMap", "RoleBinding", "Role", "ServiceAccount")
+            for obj in live.of_kind(kind, AGENT)
+            if Ref.of(obj) not in wanted
+        ]
     if template.inputs is not None:
         result.delete += [
             Ref.of(job)
@@ -483,6 +492,7 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
             endpoint=previous.get("endpoint"),
             selector=previous.get("selector"),
             model_revision=previous.get("modelRevision"),
+            adapters=previous.get("adapters"),
         )
         return _status(result, previous, generation, now)
 
@@ -498,6 +508,7 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         None,
     )
     found = agents.read_agent_reports(status_cm, observed.pods, now)
+    lora = adapter_findings(spec, found.reports, previous.get("adapters"), now)
     decision = rollout.decide(spec, desired.deployment, live.deployment, found, now)
     desired = rollout.with_template(desired, decision.template)
     blocking = _blocking(desired, observed.foreign)
@@ -529,6 +540,9 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         waiting=waiting if waiting is not None and waiting.type == st.PROGRESSING else None,
         smoke=decision.smoke,
         rollout=decision.status,
+        adapters_ready=lora.condition if lora is not None else None,
+        adapters=lora.status() if lora is not None else None,
+        adapter_events=lora.events if lora is not None else (),
     )
     return _status(result, previous, generation, now)
 

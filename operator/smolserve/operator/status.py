@@ -16,6 +16,7 @@ AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 SMOKE_TESTED = "SmokeTested"  # only with rollout.smoke (operator/rollout.py)
+ADAPTERS_READY = "AdaptersReady"  # only with dynamic LoRA adapters (operator/adapters.py)
 
 # Reasons (docs/operator.md has the table: reason → meaning → fix).
 TEMPLATE_VERIFIED = "TemplateVerified"
@@ -38,6 +39,9 @@ SMOKE_TEST_PASSED = "SmokeTestPassed"
 SMOKE_TEST_RUNNING = "SmokeTestRunning"
 SMOKE_TEST_PENDING = "SmokeTestPending"
 SMOKE_TEST_FAILED = "SmokeTestFailed"
+ADAPTERS_LOADED = "AdaptersLoaded"
+ADAPTERS_LOADING = "AdaptersLoading"
+ADAPTER_FAILED = "AdapterFailed"
 
 # Phases, in the order `kubectl get smol` users read them.
 PENDING, PROGRESSING_PHASE, READY, DEGRADED_PHASE = "Pending", "Progressing", "Ready", "Degraded"
@@ -68,6 +72,10 @@ class Findings:
     waiting: Condition | None = None
     smoke: Condition | None = None  # SmokeTested (None: rollout.smoke is off)
     rollout: dict[str, Any] | None = None  # status.rollout (smoke-gated rollouts)
+    # Dynamic LoRA (operator/adapters.py): AdaptersReady, status.adapters, per-adapter Events.
+    adapters_ready: Condition | None = None
+    adapters: list[dict[str, Any]] | None = None
+    adapter_events: tuple[Event, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,8 @@ def conditions_for(findings: Findings) -> list[Condition]:
     else:
         degraded = Condition(DEGRADED, False, AS_EXPECTED, "no problems found")
     conditions = [template, available, progressing, degraded]
-    return [*conditions, findings.smoke] if findings.smoke is not None else conditions
+    optional = (findings.smoke, findings.adapters_ready)
+    return [*conditions, *(c for c in optional if c is not None)]
 
 
 def phase_of(conditions: list[Condition], has_deployment: bool) -> str:
@@ -162,6 +171,8 @@ def _event_type(cond: Condition, *, was_true: bool) -> str:
     if cond.type == AVAILABLE and not cond.status and was_true:
         return "Warning"
     if cond.type == SMOKE_TESTED and cond.reason == SMOKE_TEST_FAILED:
+        return "Warning"
+    if cond.type == ADAPTERS_READY and cond.reason == ADAPTER_FAILED:
         return "Warning"
     return "Normal"
 
@@ -221,7 +232,9 @@ def build_status(
     }
     if findings.rollout is not None:
         status["rollout"] = findings.rollout
-    return status, events
+    if findings.adapters is not None or previous.get("adapters") is not None:
+        status["adapters"] = findings.adapters  # None removes it (static mode, no adapters)
+    return status, [*events, *findings.adapter_events]
 
 
 def _same(live: Any, new: Any) -> bool:
