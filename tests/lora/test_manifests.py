@@ -11,8 +11,10 @@ from smolserve.manifests import ServedTemplate, build_deployment, desired_state
 from smolserve.manifests.agent import build_agent_configmaps
 from smolserve.manifests.lora import (
     admitted_adapters,
+    claim_path,
     claim_volume,
     guard_configmap_name,
+    hub_dir,
     lora_config,
 )
 from smolserve.spec import load_spec
@@ -130,16 +132,15 @@ def test_the_desired_set_the_agents_load():
     assert config.to_dict() == {
         "maxRank": 8,
         "baseModel": "HuggingFaceTB/SmolLM3-3B",
-        "hubDir": "/adapters/hub",
         "adapters": [
             {"name": "sql", "source": "hf://org/sql-lora@v1"},
-            {
-                "name": "local",
-                "source": "pvc://adapters/local/v2",
-                "path": "/adapters/pvc/adapters/local/v2",
-            },
+            {"name": "local", "source": "pvc://adapters/local/v2"},
         ],
     }
+    # Where the agent (and vLLM) find them: the claim mounted once, the hub volume.
+    local = next(a for a in spec.lora.adapters if a.name == "local")
+    assert (local.name, claim_path(local)) == ("local", "/adapters/pvc/adapters/local/v2")
+    assert hub_dir() == "/adapters/hub"
     # It travels in the agent's ConfigMap; the battery checks no dynamic adapter.
     agent = read_config(build_agent_configmaps(spec)[0]["data"])
     assert agent.lora == config and agent.adapters == ()
@@ -164,7 +165,9 @@ def test_the_agent_downloads_reads_the_claims_and_writes_the_token():
         spec, CONFIG, inputs_hash="0" * 64, template=ServedTemplate("cm", "1")
     ).deployment
     agent = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "agent")
-    assert agent["args"][-2:] == ["--adapter-token-file", "/run/smolserve/agent-token"]
+    assert agent["args"][-4:] == [
+        "--adapter-token-file", "/run/smolserve/agent-token", "--adapters-dir", "/adapters",
+    ]  # fmt: skip
     mounts = {m["mountPath"]: m.get("readOnly", False) for m in agent["volumeMounts"]}
     assert mounts["/adapters/hub"] is False and mounts["/run/smolserve"] is False
     assert mounts["/adapters/pvc/adapters"] is True

@@ -48,6 +48,8 @@ from smolserve.agent.report import (
 )
 from smolserve.agent.vllm import VllmClient, VllmError
 from smolserve.errors import SmolserveError
+from smolserve.manifests.common import ADAPTERS_DIR
+from smolserve.manifests.lora import claim_path, hub_dir
 from smolserve.spec import LoraAdapter
 
 if TYPE_CHECKING:
@@ -203,11 +205,13 @@ class AdapterSync:
         self,
         api: AdapterApi,
         *,
+        adapters_dir: str = ADAPTERS_DIR,
         fetch: Fetch = fetch_from_hub,
         clock: Callable[[], float] = time.monotonic,
         stamp: Callable[[], str] | None = None,
     ) -> None:
         self.api = api
+        self.adapters_dir = adapters_dir
         self.fetch = fetch
         self.clock = clock
         self.stamp = stamp or _utc_now
@@ -290,11 +294,13 @@ class AdapterSync:
             return
         if tracked.final or (tracked.state == FAILED and self.clock() < tracked.retry_at):
             return
-        path = adapter.path
-        if path is None:  # hf://: downloaded in the background, then loaded on a later pass
-            path = self._fetched(adapter, tracked, config.hub_dir, loaded)
-            if path is None:
-                return
+        spec_adapter = LoraAdapter(adapter.name, adapter.source)
+        if spec_adapter.kind == "pvc":
+            path: str | None = claim_path(spec_adapter, self.adapters_dir)
+        else:  # hf://: downloaded in the background, then loaded on a later pass
+            path = self._fetched(adapter, tracked, hub_dir(self.adapters_dir), loaded)
+        if path is None:
+            return
         peft: dict[str, Any] = {}
         serving = dict(loaded)  # what vLLM serves under this name once this step is done
         try:
@@ -396,11 +402,13 @@ class AdapterGate:
         vllm: VllmClient,
         token_file: Path,
         *,
+        adapters_dir: str = ADAPTERS_DIR,
         fetch: Fetch = fetch_from_hub,
         sync_seconds: float = SYNC_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.sync = AdapterSync(AdapterApi(vllm, write_token(token_file)), fetch=fetch, clock=clock)
+        api = AdapterApi(vllm, write_token(token_file))
+        self.sync = AdapterSync(api, adapters_dir=adapters_dir, fetch=fetch, clock=clock)
         self.sync_seconds = sync_seconds
         self.clock = clock
         self._lock = threading.Lock()

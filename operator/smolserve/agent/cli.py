@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="load LoRA adapters at run time (dynamic mode): write the adapter guard's token "
         "here (a volume shared with vLLM only)",
     )
+    run.add_argument(
+        "--adapters-dir",
+        default="/adapters",
+        metavar="DIR",
+        help="where the pod mounts adapters (hub downloads in DIR/hub, claims in DIR/pvc/CLAIM; "
+        "default: /adapters)",
+    )
     run.set_defaults(func=_run)
 
     smoke = commands.add_parser(
@@ -79,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.adapter_token_file is not None:
         from smolserve.agent.adapters import AdapterGate
 
-        gates.append(AdapterGate(vllm, args.adapter_token_file))
+        gates.append(AdapterGate(vllm, args.adapter_token_file, adapters_dir=args.adapters_dir))
     if args.smoke:
         gates.append(SmokeGate())
     agent = Agent(identity, vllm, AgentKube(namespace), gates)

@@ -75,33 +75,29 @@ class SmokeConfig:
 class DesiredAdapter:
     name: str
     source: str  # hf://org/repo@rev or pvc://claim/path, as the spec gives it
-    path: str | None = None  # pvc:// in dynamic mode: where the pod mounts it
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"name": self.name, "source": self.source}
-        return out if self.path is None else {**out, "path": self.path}
+        return {"name": self.name, "source": self.source}
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> DesiredAdapter:
-        path = doc.get("path")
-        return cls(str(doc["name"]), str(doc["source"]), None if path is None else str(path))
+        return cls(str(doc["name"]), str(doc["source"]))
 
 
 @dataclass(frozen=True)
 class LoraConfig:
-    """Dynamic LoRA: the adapters the agent loads into its vLLM, and what it checks first."""
+    """Dynamic LoRA: the adapters the agent loads into its vLLM, and what it checks first
+    (where they are in the pod is the agent's ``--adapters-dir`` layout, ``manifests/lora.py``)."""
 
     adapters: tuple[DesiredAdapter, ...]
     max_rank: int
     base_model: str
-    hub_dir: str  # where hf:// adapters are downloaded
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "adapters": [a.to_dict() for a in self.adapters],
             "maxRank": self.max_rank,
             "baseModel": self.base_model,
-            "hubDir": self.hub_dir,
         }
 
     @classmethod
@@ -110,7 +106,6 @@ class LoraConfig:
             adapters=tuple(DesiredAdapter.from_dict(a) for a in doc.get("adapters") or []),
             max_rank=int(doc["maxRank"]),
             base_model=str(doc["baseModel"]),
-            hub_dir=str(doc["hubDir"]),
         )
 
 

@@ -36,7 +36,7 @@ GUARD_DIR = "/etc/smolserve/guard"
 GUARD_MIDDLEWARE = "adapter_guard.AdapterGuard"
 GUARD_COMPONENT = "adapter-guard"  # app.kubernetes.io/component of the guard's ConfigMap
 HUB_DIR = f"{ADAPTERS_DIR}/hub"
-CLAIMS_DIR = f"{ADAPTERS_DIR}/pvc"
+CLAIMS_DIR = f"{ADAPTERS_DIR}/pvc"  # claim_path and hub_dir are the agent's view of these
 AGENT_RUN_DIR = "/run/smolserve"
 TOKEN_FILE = f"{AGENT_RUN_DIR}/agent-token"
 # The guard's own names for these (stdlib-only plugin: it cannot import this module).
@@ -73,10 +73,16 @@ def claims(spec: SmolServeSpec) -> list[str]:
     return sorted({a.pvc.claim_name for a in admitted if a.kind == "pvc"})
 
 
-def claim_path(adapter: LoraAdapter) -> str:
-    """Where a ``pvc://claim/path`` adapter is, inside the pod."""
+def claim_path(adapter: LoraAdapter, adapters_dir: str = ADAPTERS_DIR) -> str:
+    """Where a ``pvc://claim/path`` adapter is in the pod (``adapters_dir``: the agent's view
+    of ``/adapters``, the same path in both containers)."""
     pvc = adapter.pvc
-    return f"{CLAIMS_DIR}/{pvc.claim_name}/{pvc.path}".rstrip("/")
+    return f"{adapters_dir}/pvc/{pvc.claim_name}/{pvc.path}".rstrip("/")
+
+
+def hub_dir(adapters_dir: str = ADAPTERS_DIR) -> str:
+    """Where the agent downloads ``hf://`` adapters (a hub cache: one directory per commit)."""
+    return f"{adapters_dir}/hub"
 
 
 def admitted_adapters(
@@ -105,21 +111,17 @@ def over_limit_message(spec: SmolServeSpec) -> str:
 def lora_config(spec: SmolServeSpec) -> LoraConfig | None:
     """What the agents load (the ``lora`` part of ``<name>-agent-config``); None unless dynamic.
 
-    Per adapter its name, its source and, for ``pvc://``, the path inside the pod (``hf://``
-    adapters are downloaded by the agent under ``/adapters/hub``). ``maxRank`` and the base
-    model let the agent check an adapter before it asks vLLM to load it.
+    The admitted adapters by name and source (the agent finds ``pvc://`` ones under its claim
+    mounts and downloads ``hf://`` ones into the hub volume); ``maxRank`` and the base model let
+    it check an adapter before it asks vLLM to load it.
     """
     if not spec.lora.dynamic:
         return None
     admitted, _ = admitted_adapters(spec)
     return LoraConfig(
-        adapters=tuple(
-            DesiredAdapter(a.name, a.source, claim_path(a) if a.kind == "pvc" else None)
-            for a in admitted
-        ),
+        adapters=tuple(DesiredAdapter(a.name, a.source) for a in admitted),
         max_rank=spec.lora.max_rank,
         base_model=spec.model.id,
-        hub_dir=HUB_DIR,
     )
 
 
@@ -192,4 +194,4 @@ def agent_env(spec: SmolServeSpec) -> list[dict[str, Any]]:
 
 
 def agent_args() -> list[str]:
-    return ["--adapter-token-file", TOKEN_FILE]
+    return ["--adapter-token-file", TOKEN_FILE, "--adapters-dir", ADAPTERS_DIR]
