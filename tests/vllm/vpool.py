@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ class ServerKey:
     tags_special: bool = False
     lora: bool = False
     request_templates: bool = False
+    # Only the operator's args and the CPU flags: no test-only flag that changes what users get
+    # (FORCE_IN_REASONING), as in production (the smoke battery's servers).
+    production: bool = False
+    # A deliberately broken template made from the variant's (`BROKEN_TEMPLATES`).
+    broken: str | None = None
 
     @property
     def name(self) -> str:
@@ -42,6 +48,8 @@ class ServerKey:
             + ["special"] * self.tags_special
             + ["lora"] * self.lora
             + ["any-template"] * self.request_templates
+            + ["production"] * self.production
+            + ([self.broken] if self.broken else [])
         )
 
 
@@ -82,11 +90,27 @@ def serve_object(key: ServerKey) -> dict[str, Any]:
     }
 
 
-def template_text(model_dir: Path, variant: str) -> str:
-    """The chat template the operator's Job would publish for this variant."""
+def template_text(model_dir: Path, variant: str, broken: str | None = None) -> str:
+    """The chat template the operator's Job would publish for this variant (broken on purpose
+    by `BROKEN_TEMPLATES[broken]` when given)."""
     from smolserve.template import generate_template, load_tokenizer
 
-    return generate_template(load_tokenizer(str(model_dir)), variant).text
+    text = generate_template(load_tokenizer(str(model_dir)), variant).text
+    return BROKEN_TEMPLATES[broken](text) if broken else text
+
+
+def drop_tool_calls(template: str) -> str:
+    """The template without the loop that renders an assistant's `tool_calls` (a user's
+    template that loses tool calls from history, while still wrapping tool results)."""
+    loop = re.compile(
+        r"\{%-? for tool_call in message\.tool_calls -?%\}.*?\{%-? endfor -?%\}", re.S
+    )
+    edited, count = loop.subn("", template)
+    assert count == 1, "the template has no (single) tool_calls loop to drop"
+    return edited
+
+
+BROKEN_TEMPLATES = {"drop-tool-calls": drop_tool_calls}
 
 
 def prepare_server(
@@ -95,6 +119,9 @@ def prepare_server(
     port: int,
     name: str,
     extra_flags: list[str] | None = None,
+    *,
+    force_in_reasoning: bool = True,
+    broken: str | None = None,
     host: str = "127.0.0.1",
 ) -> VllmServer:
     """Build the Deployment for the SmolServe `serve`, lay out its mounts under the assets
@@ -113,7 +140,7 @@ def prepare_server(
     template_dir, parsers_dir = work / "template", work / "parsers"
     template_dir.mkdir(parents=True, exist_ok=True)
     parsers_dir.mkdir(parents=True, exist_ok=True)
-    template = template_text(assets.models / spec.model.pvc.path, spec.template.variant)
+    template = template_text(assets.models / spec.model.pvc.path, spec.template.variant, broken)
     (template_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
     for filename, text in build_parser_configmap(spec, config)["data"].items():
         (parsers_dir / filename).write_text(text, encoding="utf-8")
@@ -135,7 +162,14 @@ def prepare_server(
         AGENT_RUN_MOUNT: run_dir,
     }
     return VllmServer(
-        command=server_command(deployment, mounts, port, extra_flags or [], host=host),
+        command=server_command(
+            deployment,
+            mounts,
+            port,
+            extra_flags or [],
+            force_in_reasoning=force_in_reasoning,
+            host=host,
+        ),
         port=port,
         log_path=work / "server.log",
         model_name=spec.served_model_name,
@@ -156,7 +190,15 @@ class ServerPool:
             return self.current[1]
         self.close()
         flags = ["--trust-request-chat-template"] if key.request_templates else []
-        server = prepare_server(self.assets, serve_object(key), free_port(), key.name, flags)
+        server = prepare_server(
+            self.assets,
+            serve_object(key),
+            free_port(),
+            key.name,
+            flags,
+            force_in_reasoning=not key.production,
+            broken=key.broken,
+        )
         server.start()
         assert server.startup_s is not None
         self.startup_s[key] = server.startup_s

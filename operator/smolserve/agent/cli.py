@@ -9,8 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
-from smolserve.agent.server import DEFAULT_PORT
-from smolserve.agent.vllm import DEFAULT_URL
+from smolserve.agent import DEFAULT_PORT
+from smolserve.agent import DEFAULT_VLLM_URL as DEFAULT_URL
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -202,7 +202,7 @@ class Agent:
         self._written: PodReport | None = None  # the last report the API accepted
         self._retry_at = 0.0
         self._failures = 0
-        self._beat = time.monotonic()
+        self._running = True
         self.configured = threading.Event()
 
     # --- readiness -----------------------------------------------------------------------------
@@ -221,8 +221,9 @@ class Agent:
         return True, "ready: " + "; ".join(gate.verdict()[1] for gate in self.gates)
 
     def alive(self) -> bool:
-        """The loop has run recently (the battery may hold it for its timeout)."""
-        return time.monotonic() - self._beat < 3600
+        """The loop still runs (``/healthz``: an agent whose loop died is restarted). A battery
+        holds the loop for at most its timeout, so a running loop is never stuck for long."""
+        return self._running
 
     # --- reporting -----------------------------------------------------------------------------
 
@@ -317,17 +318,20 @@ class Agent:
             for gate in self.gates:
                 gate.on_unhealthy()
         self.publish()  # a change, or a write to retry
-        self._beat = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
-        self._load_config(stop)
-        threading.Thread(
-            target=self._watch_config, args=(stop,), name="agent-config", daemon=True
-        ).start()
-        self.publish()
-        while not stop.is_set():
-            self.step()
-            stop.wait(self.poll_seconds)
+        try:
+            self._load_config(stop)
+            threading.Thread(
+                target=self._watch_config, args=(stop,), name="agent-config", daemon=True
+            ).start()
+            self.publish()
+            while not stop.is_set():
+                self.step()
+                stop.wait(self.poll_seconds)
+        except BaseException:
+            self._running = False
+            raise
 
 
 def _why(exc: BaseException) -> str:

@@ -12,7 +12,8 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-DEFAULT_PORT = 8081
+from smolserve.agent import DEFAULT_PORT
+
 # (ready, why): why is one line, the answer's body (kubectl describe pod shows it on failure).
 Verdict = Callable[[], tuple[bool, str]]
 

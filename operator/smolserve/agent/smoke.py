@@ -36,7 +36,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ TAG_BIAS = 30
 END_THINKING_BIAS = 100
 MAX_TOKENS = 96
 PER_REQUEST_SECONDS = 60.0
-PARALLEL_REQUESTS = 4
+PARALLEL_REQUESTS = 8
 OBSERVED_LIMIT = 300
 
 QUESTION = "What is the weather in Paris?"
@@ -207,9 +207,7 @@ def run_battery(
     run = _Run(vllm, Deadline(timeout, clock))
     try:
         if _server(run):
-            _prompts(run)
-            _forced(run)
-            _adapters(run, adapters)
+            _checks(run, adapters)
     except BatteryTimeout:
         run.failures.append(
             CheckFailure(
@@ -319,24 +317,19 @@ def think_state(prompt: str) -> str:
     return "closed" if closed > opened else "open"
 
 
-def _prompts(run: _Run) -> None:
-    problems: dict[str, list[str]] = {"history-tool-calls": [], "history-tool-results": []}
-    mode_problems = []
-    for thinking in (False, True):
-        mode = "think" if thinking else "no-think"
-        prompt = served_prompt(run, history_messages(), thinking, tools=True)
-        calls, results = history_problems(prompt)
-        for check, problem in (("history-tool-calls", calls), ("history-tool-results", results)):
-            if problem:
-                problems[check].append(f"{mode}: {problem}")
-        state = think_state(prompt)
-        wrong = "closed" if thinking else "open"
-        if state == wrong:
-            ending = _short(prompt.rpartition(TURN_START)[2].replace("\n", "\\n"), 80)
-            mode_problems.append(f"{mode} prompt leaves reasoning {state}: …{ending}")
-    for check, found in problems.items():
-        run.check(check, "; ".join(found) or None)
-    run.check("prompt-mode", "; ".join(mode_problems) or None)
+def _prompt_problems(run: _Run, thinking: bool) -> dict[str, str | None]:
+    """The history and mode checks on the served prompt of one mode."""
+    mode = "think" if thinking else "no-think"
+    prompt = served_prompt(run, history_messages(), thinking, tools=True)
+    calls, results = history_problems(prompt)
+    state = think_state(prompt)
+    wrong_mode = None
+    if state == ("closed" if thinking else "open"):
+        ending = _short(prompt.rpartition(TURN_START)[2].replace("\n", "\\n"), 80)
+        wrong_mode = f"{mode} prompt leaves reasoning {state}: …{ending}"
+    history = {"history-tool-calls": calls, "history-tool-results": results}
+    found = {check: f"{mode}: {p}" if p else None for check, p in history.items()}
+    return {**found, "prompt-mode": wrong_mode}
 
 
 def regex_literal(text: str) -> str:
@@ -485,41 +478,55 @@ def _one_forced(run: _Run, forced: Forced) -> str | None:
     return forced_problem(forced, got)
 
 
-def _forced(run: _Run) -> None:
+PROMPT_CHECKS = ("history-tool-calls", "history-tool-results", "prompt-mode")
+
+
+def _checks(run: _Run, adapters: Sequence[str]) -> None:
+    """Every check after ``server``, concurrently (vLLM batches them), recorded in order."""
     with ThreadPoolExecutor(PARALLEL_REQUESTS, thread_name_prefix="smoke") as pool:
-        futures = [(f, pool.submit(_one_forced, run, f)) for f in FORCED]
-        for forced, future in futures:
-            try:
-                problem = future.result()
-            except VllmError as exc:
-                if run.deadline.left() <= 0:
-                    raise BatteryTimeout from exc
-                problem = f"the request failed: {exc}"
-            run.check(forced.check, problem)
+        prompts = [pool.submit(_prompt_problems, run, thinking) for thinking in (False, True)]
+        forced = [(f, pool.submit(_one_forced, run, f)) for f in FORCED]
+        adapter = pool.submit(_adapter_problems, run, adapters) if adapters else None
+        found: dict[str, list[str]] = {check: [] for check in PROMPT_CHECKS}
+        for future in prompts:
+            problems, failed = _outcome(run, future)
+            for check in PROMPT_CHECKS:
+                problem = failed or (problems or {}).get(check)
+                found[check] += [problem] if problem else []
+        for check, problems in found.items():
+            run.check(check, "; ".join(problems) or None)
+        for f, future in forced:
+            problem, failed = _outcome(run, future)
+            run.check(f.check, failed or problem)
+        if adapter is not None:
+            problem, failed = _outcome(run, adapter)
+            run.check("adapters", failed or problem)
 
 
-def _adapters(run: _Run, adapters: Sequence[str]) -> None:
-    if not adapters:
-        return
+def _outcome(run: _Run, future: Future[Any]) -> tuple[Any, str | None]:
+    """(a check's result, why its request failed): a failed request fails that check, or the
+    battery when its deadline has passed."""
+    try:
+        return future.result(), None
+    except VllmError as exc:
+        if run.deadline.left() <= 0:
+            raise BatteryTimeout from exc
+        return None, f"the request failed: {exc}"
+
+
+def _adapter_problems(run: _Run, adapters: Sequence[str]) -> str | None:
     served = {m["id"] for m in run.vllm.models(timeout=run.deadline.request_timeout())}
     problems = []
     for name in adapters:
         if name not in served:
             problems.append(f"{name!r} is not in /v1/models (served: {sorted(served)})")
             continue
-        try:
-            answer = run.post(
-                "/v1/completions",
-                {"model": name, "prompt": "Hello", "max_tokens": 1, "temperature": 0},
-            )
-        except VllmError as exc:
-            if run.deadline.left() <= 0:
-                raise BatteryTimeout from exc
-            problems.append(f"{name!r}: {exc}")
-            continue
+        answer = run.post(
+            "/v1/completions", {"model": name, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
+        )
         if not answer.get("choices"):
             problems.append(f"{name!r} answered with no choices: {_short(json.dumps(answer))}")
-    run.check("adapters", "; ".join(problems) or None)
+    return "; ".join(problems) or None
 
 
 def _short(text: str, limit: int = OBSERVED_LIMIT) -> str:

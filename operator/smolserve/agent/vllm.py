@@ -12,7 +12,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from smolserve.agent import DEFAULT_VLLM_URL
+
 USER_AGENT = "smolserve-agent"
 
 
@@ -25,7 +26,7 @@ class VllmError(Exception):
 
 
 class VllmClient:
-    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_VLLM_URL, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 

@@ -16,6 +16,7 @@ import copy
 from typing import Any
 
 from smolserve import labels
+from smolserve.agent import DEFAULT_PORT
 from smolserve.agent.report import (
     AgentConfig,
     DesiredAdapter,
@@ -24,7 +25,6 @@ from smolserve.agent.report import (
     agent_status_name,
     config_data,
 )
-from smolserve.agent.server import DEFAULT_PORT
 from smolserve.manifests import lora
 from smolserve.manifests.common import (
     HTTP_PORT,

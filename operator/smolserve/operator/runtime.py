@@ -21,6 +21,7 @@ parallel (kopf runs synchronous handlers in threads).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import hashlib
 import threading
@@ -202,7 +203,11 @@ class Reconciler:
                 current.cancel()
             if delay is None or self._closed:
                 return
-            timer = threading.Timer(max(delay, 0.05), self._run_recheck, (key, indexes))
+            # In the handler's context: kopf's settings live in context variables (Events).
+            context = contextvars.copy_context()
+            timer = threading.Timer(
+                max(delay, 0.05), context.run, (self._run_recheck, key, indexes)
+            )
             timer.daemon = True
             self._rechecks[key] = timer
             timer.start()
