@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -81,11 +82,13 @@ def dynamic_round(stack: LoraStack, adapter: dict[str, str]) -> dict[str, float]
         return found.get("state") == "Ready" and found.get("pods") == f"{len(pods)}/{len(pods)}"
 
     pending = set(range(len(pods)))
+    per_pod: dict[int, float] = {}
 
     def answering() -> bool:
         for i in list(pending):
             if pods[i].answers(name):
                 pending.discard(i)
+                per_pod[i] = time.monotonic()
         return not pending
 
     start = stack.patch_lora([BASE, adapter])
@@ -98,6 +101,7 @@ def dynamic_round(stack: LoraStack, adapter: dict[str, str]) -> dict[str, float]
     )
     return {
         "config_s": config_at - start,
+        "answering_per_pod_s": [per_pod[i] - start for i in sorted(per_pod)],
         "answering_s": answering_at - start,
         "status_s": status_at - start,
         "removed_s": removed_at - removed_start,
@@ -178,7 +182,7 @@ def run(pods: int, rounds: int) -> dict[str, Any]:
         spec=serve_spec([BASE], maxLoras=4) | {"replicas": pods},
         hub_seeds=[("org/bench-lora", "v1", hub_adapter, "1")],
     )
-    results: dict[str, Any] = {"pods": pods, "rounds": rounds}
+    results: dict[str, Any] = {"pods": pods, "rounds": rounds, "load_before": os.getloadavg()}
     with stack:
         began = time.monotonic()
         stack.start_pods(pods)
@@ -194,6 +198,7 @@ def run(pods: int, rounds: int) -> dict[str, Any]:
                 "max": max(r[key] for r in pvc),
             }
             for key in pvc[0]
+            if key.endswith("_s")
         }
         results["dynamic_pvc_rounds"] = pvc
         results["dynamic_hf"] = hf
@@ -205,6 +210,7 @@ def run(pods: int, rounds: int) -> dict[str, Any]:
         )
         results["static_restart_per_pod_s"] = restarts
         results["static_rollout_s"] = sum(restarts)
+    results["load_after"] = os.getloadavg()
     results["ratio_static_to_dynamic"] = (
         results["static_rollout_s"] / results["dynamic_pvc"]["answering_s"]["median"]
     )

@@ -191,3 +191,20 @@ def test_the_service_path_cannot_manage_adapters_the_spec_path_can(stack: LoraSt
     # The spec-driven path works: the operator → the agent → loopback with the token.
     stack.patch_lora([SECOND_V2, {"name": "spec-driven", "source": FIRST["source"]}])
     wait_for(lambda: pod.answers("spec-driven"), timeout=60, what="the spec-driven load")
+
+
+def test_a_restarted_vllm_gets_the_current_set_before_the_pod_is_ready(stack: LoraStack) -> None:
+    """A crash: vLLM restarts in the same pod, the agent keeps running; the pod takes no traffic
+    until the agent has loaded the current set into the new process."""
+    pod = pod_of(stack)
+    wait_state(stack, "spec-driven", "Ready")
+    wanted = {name for name, a in stack.adapters_status().items() if a["state"] == "Ready"}
+    assert wanted == {"second", "spec-driven"}
+    pod.vllm.stop()
+    wait_for(lambda: not pod.agent_ready(), timeout=30, what="the pod unready")
+    pod.vllm.start()  # a new process, healthy: it serves no adapter yet
+    wait_for(pod.agent_ready, timeout=60, what="the pod ready again")
+    served = {name for name, m in pod.models().items() if m.get("parent")}
+    assert served == wanted
+    assert all(pod.answers(name) for name in wanted)
+    wait_state(stack, "second", "Ready")

@@ -185,6 +185,7 @@ def vllm_message(exc: VllmError) -> str:
 class _Tracked:
     """What the agent knows of one adapter of the set (for its current source)."""
 
+    name: str
     source: str
     state: str = LOADING
     error: str | None = None
@@ -274,12 +275,15 @@ class AdapterSync:
         for name in sorted(set(loaded) - set(wanted)):
             with contextlib.suppress(AdapterError):  # still listed: tried again next pass
                 self.api.unload(name)
+                logger.info("adapter %s: unloaded (no longer in the spec)", name)
         for name in set(self._tracked) - set(wanted):
             del self._tracked[name]
         for adapter in desired:
             tracked = self._tracked.get(adapter.name)
             if tracked is None or tracked.source != adapter.source:
-                tracked = self._tracked[adapter.name] = _Tracked(adapter.source, at=self.stamp())
+                tracked = _Tracked(adapter.name, adapter.source, at=self.stamp())
+                self._tracked[adapter.name] = tracked
+                logger.info("adapter %s: loading %s", adapter.name, adapter.source)
             self._step(adapter, tracked, loaded, config)
         return self.reports() != before
 
@@ -362,6 +366,7 @@ class AdapterSync:
     def _set(self, tracked: _Tracked, state: str, error: str | None) -> None:
         if (tracked.state, tracked.error) != (state, error):
             tracked.state, tracked.error, tracked.at = state, error, self.stamp()
+            logger.info("adapter %s: %s%s", tracked.name, state, f": {error}" if error else "")
 
 
 def _utc_now() -> str:
@@ -416,6 +421,7 @@ class AdapterGate:
         self._stop = threading.Event()
         self._config: LoraConfig | None = None
         self._healthy = False
+        self._restarted = False  # vLLM became healthy (again): the thread resets the sync
         self._agent: Agent | None = None
         self._thread: threading.Thread | None = None
         self._snapshot = _Snapshot({}, ("(the desired set is not known yet)",))
@@ -429,9 +435,8 @@ class AdapterGate:
 
     def on_healthy(self, agent: Agent) -> None:
         with self._lock:
-            self._agent, self._healthy = agent, True
-            self.sync.vllm_restarted()
-            self._snapshot = _Snapshot(self.sync.reports(), ("(vLLM just became healthy)",))
+            self._agent, self._healthy, self._restarted = agent, True, True
+            self._snapshot = _Snapshot(self._snapshot.reports, ("(vLLM just became healthy)",))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="agent-adapters", daemon=True
@@ -440,8 +445,11 @@ class AdapterGate:
         self._wake.set()
 
     def on_unhealthy(self) -> None:
+        """vLLM is gone, and its adapters with it: not ready again before a pass reloaded them
+        (the agent marks vLLM healthy a moment before ``on_healthy`` runs)."""
         with self._lock:
-            self._healthy = False
+            self._healthy, self._restarted = False, True
+            self._snapshot = _Snapshot(self._snapshot.reports, ("(vLLM is not healthy)",))
 
     def verdict(self) -> tuple[bool, str]:
         with self._lock:
@@ -471,9 +479,14 @@ class AdapterGate:
         self.sync.close()
 
     def _run(self) -> None:
+        """Only this thread touches ``self.sync``; the others see its snapshots."""
         while not self._stop.is_set():
+            self._wake.clear()
             with self._lock:
                 config, healthy, agent = self._config, self._healthy, self._agent
+                restarted, self._restarted = self._restarted, False
+            if restarted:
+                self.sync.vllm_restarted()
             if healthy and config is not None:
                 try:
                     changed = self.sync.sync(config)
@@ -482,8 +495,10 @@ class AdapterGate:
                     changed = False
                 snapshot = _Snapshot(self.sync.reports(), tuple(self.sync.blocking()))
                 with self._lock:
-                    changed = changed or snapshot != self._snapshot
-                    self._snapshot = snapshot
+                    stale = self._restarted  # vLLM went away during the pass: not this one
+                    changed = not stale and (changed or snapshot != self._snapshot)
+                    if not stale:
+                        self._snapshot = snapshot
                 if changed and agent is not None:
                     agent.publish()
             due = self.sync.next_due()
@@ -493,4 +508,3 @@ class AdapterGate:
                 else max(0.05, min(self.sync_seconds, due - self.clock()))
             )
             self._wake.wait(wait)
-            self._wake.clear()

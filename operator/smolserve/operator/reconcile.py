@@ -396,13 +396,11 @@ def _prune(
         for cm in live.of_kind("ConfigMap", PARSERS) + live.of_kind("ConfigMap", GUARD_COMPONENT)
         if Ref.of(cm) not in wanted and cm["metadata"]["name"] not in mounted
     ]
-    # The agent's ConfigMaps and RBAC, once no pod template of the Deployment has the agent.
+    # The agent's ConfigMaps, once no pod template of the Deployment has the agent (its
+    # ServiceAccount and Role stay until the SmolServe goes: the operator deletes no RBAC).
     if not any(has_agent(d) for d in (live.deployment, deployment)):
         result.delete += [
-            Ref.of(obj)
-            for kind in ("ConfigMap", "RoleBinding", "Role", "ServiceAccount")
-            for obj in live.of_kind(kind, AGENT)
-            if Ref.of(obj) not in wanted
+            Ref.of(cm) for cm in live.of_kind("ConfigMap", AGENT) if Ref.of(cm) not in wanted
         ]
     if template.inputs is not None:
         result.delete += [
