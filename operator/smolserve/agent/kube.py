@@ -36,6 +36,7 @@ class AgentKube:
         api_client.user_agent = USER_AGENT
         self.namespace = namespace
         self._core = client.CoreV1Api(api_client)
+        self._watch: Any = None
 
     def read_configmap(self, name: str) -> dict[str, str] | None:
         """The ConfigMap's data; None when it does not exist."""
@@ -53,7 +54,8 @@ class AgentKube:
         """The ConfigMap's data each time it changes (until the watch ends; call again)."""
         from kubernetes import watch
 
-        stream = watch.Watch().stream(
+        self._watch = watch.Watch()
+        stream = self._watch.stream(
             self._core.list_namespaced_config_map,
             self.namespace,
             field_selector=f"metadata.name={name}",
@@ -62,6 +64,11 @@ class AgentKube:
         for event in stream:
             if event["type"] in ("ADDED", "MODIFIED"):
                 yield dict(event["object"].data or {})
+
+    def close(self) -> None:
+        """End a watch in progress (its connection is closed, the iterator ends)."""
+        if self._watch is not None:
+            self._watch.stop()
 
     def patch_configmap(self, name: str, body: dict[str, Any]) -> None:
         self._core.patch_namespaced_config_map(

@@ -93,6 +93,8 @@ class ConfigSource(Protocol):
 
     def patch_configmap(self, name: str, body: dict[str, Any]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class Gate(Protocol):
     """A part of the agent that decides part of the pod's readiness."""
@@ -332,6 +334,8 @@ class Agent:
         except BaseException:
             self._running = False
             raise
+        finally:
+            self.kube.close()  # ends the config watch
 
 
 def _why(exc: BaseException) -> str:
