@@ -86,11 +86,18 @@ def test_the_agents_role_names_its_two_configmaps_only() -> None:
 
 def test_the_config_carries_the_timeout_and_adapters_and_the_status_no_data() -> None:
     adapters = [{"name": "sql", "source": "pvc://adapters/sql"}]
-    objects = desired({"rollout": {"smokeTimeout": "90s"}, "lora": {"adapters": adapters}})
+    static = {"adapters": adapters, "mode": "static"}  # the battery checks the pod's adapters
+    objects = desired({"rollout": {"smokeTimeout": "90s"}, "lora": static})
     config = read_config(objects["ConfigMap/smol-agent-config"]["data"])
     assert config.smoke is not None and config.smoke.timeout_seconds == 90
     assert [(a.name, a.source) for a in config.adapters] == [("sql", "pvc://adapters/sql")]
+    assert config.lora is None
     assert "data" not in objects["ConfigMap/smol-agent-status"]  # the agents' to write
+    # Dynamic mode: the agents load them (config.lora), each checked by its loading instead.
+    dynamic = read_config(
+        desired({"lora": {"adapters": adapters}})["ConfigMap/smol-agent-config"]["data"]
+    )
+    assert dynamic.adapters == () and [a.name for a in dynamic.lora.adapters] == ["sql"]
 
 
 def test_the_pod_template_hash_follows_the_pod_template_only() -> None:
