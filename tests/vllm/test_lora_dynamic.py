@@ -8,6 +8,7 @@ listening on every address: this machine's non-loopback address stands for the S
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ SECOND = {"name": "second", "source": "hf://org/tiny-hub-lora@v1"}
 SECOND_V2 = {"name": "second", "source": "hf://org/tiny-hub-lora@v2"}
 OTHER_BASE = {"name": "other-base", "source": "pvc://adapters/other-base"}
 TOO_BIG = {"name": "too-big", "source": "pvc://adapters/rank16"}
+SPEC_DRIVEN = {"name": "spec-driven", "source": FIRST["source"]}
 
 
 def _other_base_adapter(out: Path) -> Path:
@@ -189,17 +191,31 @@ def test_the_service_path_cannot_manage_adapters_the_spec_path_can(stack: LoraSt
     assert code == 403 and "token" in text
     assert "sneaky" not in pod.models() and pod.answers("second")
     # The spec-driven path works: the operator → the agent → loopback with the token.
-    stack.patch_lora([SECOND_V2, {"name": "spec-driven", "source": FIRST["source"]}])
+    stack.patch_lora([SECOND_V2, SPEC_DRIVEN])
     wait_for(lambda: pod.answers("spec-driven"), timeout=60, what="the spec-driven load")
+
+
+def test_a_failed_load_is_retried_with_backoff(stack: LoraStack) -> None:
+    """An adapter whose files are not there yet (a copy into the claim still running) fails,
+    and loads once they are, with no spec change."""
+    pod = pod_of(stack)
+    late = stack.claim / "late"
+    assert not late.exists()
+    stack.patch_lora([SECOND_V2, SPEC_DRIVEN, {"name": "late", "source": "pvc://adapters/late"}])
+    failed = wait_state(stack, "late", "Failed", "0/1")
+    assert failed["error"].startswith("no adapter_config.json in ")
+    shutil.copytree(stack.claim / ADAPTER_NAME, late)
+    wait_state(stack, "late", "Ready")
+    assert pod.answers("late") and pod.answers("second")
 
 
 def test_a_restarted_vllm_gets_the_current_set_before_the_pod_is_ready(stack: LoraStack) -> None:
     """A crash: vLLM restarts in the same pod, the agent keeps running; the pod takes no traffic
     until the agent has loaded the current set into the new process."""
     pod = pod_of(stack)
-    wait_state(stack, "spec-driven", "Ready")
+    wait_state(stack, "late", "Ready")
     wanted = {name for name, a in stack.adapters_status().items() if a["state"] == "Ready"}
-    assert wanted == {"second", "spec-driven"}
+    assert wanted == {"second", "spec-driven", "late"}
     pod.vllm.stop()
     wait_for(lambda: not pod.agent_ready(), timeout=30, what="the pod unready")
     pod.vllm.start()  # a new process, healthy: it serves no adapter yet
