@@ -81,7 +81,10 @@ def condition(result: Plan, type_: str) -> dict[str, Any]:
 def test_without_a_template_a_job_is_created_and_no_deployment() -> None:
     result = plan(observed(serve(), []), CONFIG, NOW)
     kinds = [o["kind"] for o in result.create]
-    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Job", "ConfigMap", "Service"]
+    assert kinds == [
+        *["ServiceAccount"] * 2, *["Role"] * 2, *["RoleBinding"] * 2,  # template Job's, agent's
+        "Job", *["ConfigMap"] * 3, "Service",  # agent config and status, parser plugin
+    ]  # fmt: skip
     assert condition(result, st.TEMPLATE_READY)["reason"] == st.TEMPLATE_JOB_RUNNING
     assert result.status["phase"] == st.PENDING
 

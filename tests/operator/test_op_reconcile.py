@@ -28,7 +28,10 @@ def test_create_runs_the_template_job_then_deploys(world: World) -> None:
     job = world.wait_job()
     assert world.deployment() is None  # never before a verified template
     kinds = [("serviceaccounts", ""), ("roles", "rbac.authorization.k8s.io"), ("services", "")]
-    wait_for(lambda: all(len(world.children(p, g)) == 1 for p, g in kinds), what="the children")
+    counts = {"serviceaccounts": 2, "roles": 2, "services": 1}  # the template Job's, the agent's
+    wait_for(
+        lambda: all(len(world.children(p, g)) == counts[p] for p, g in kinds), what="the children"
+    )
     wait_for(lambda: world.condition("TemplateReady").get("reason") == "TemplateJobRunning")
     assert world.deployment() is None
 
@@ -53,6 +56,7 @@ def test_create_runs_the_template_job_then_deploys(world: World) -> None:
         "Available": "True",
         "Progressing": "False",
         "Degraded": "False",
+        "SmokeTested": "True",  # the pods were marked ready: their agents passed them
     }
     # A Job verified the template: an Event. The first rollout going well: none (checked once
     # the operator is at rest, so nothing is still on its way).
@@ -186,12 +190,13 @@ def test_a_restart_creates_nothing_and_writes_nothing(
     assert {p: len(world.children(p, g)) for p, g in CHILD_KINDS} == before
 
 
-def test_lora_flags_and_adapter_order(world: World) -> None:
+def test_static_lora_flags_and_adapter_order(world: World) -> None:
     adapters = [
         {"name": "sql", "source": "pvc://adapters/sql"},
         {"name": "chat", "source": "pvc://adapters/chat"},
     ]
-    world.create({"lora": {"adapters": adapters, "maxRank": 8, "maxLoras": 2}})
+    lora = {"adapters": adapters, "maxRank": 8, "maxLoras": 2, "mode": "static"}
+    world.create({"lora": lora})
     world.run_template()
     args = world.deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--enable-lora" in args
@@ -201,7 +206,7 @@ def test_lora_flags_and_adapter_order(world: World) -> None:
     assert [m["name"] for m in modules] == ["chat", "sql"]
     assert all(m["base_model_name"] == "smollm3" for m in modules)
     version = world.deployment()["metadata"]["resourceVersion"]
-    patched = world.patch_spec({"lora": {"adapters": adapters[::-1], "maxRank": 8, "maxLoras": 2}})
+    patched = world.patch_spec({"lora": {**lora, "adapters": adapters[::-1]}})
     world.processed(int(patched["metadata"]["resourceVersion"]))
     assert world.serve()["status"]["observedGeneration"] == 2
     assert world.deployment()["metadata"]["resourceVersion"] == version

@@ -32,6 +32,7 @@ BAD_TEMPLATE = {"template": {"source": "inline", "inline": "{{ messages[0]['cont
 def _job_running(world: World) -> dict[str, Any]:
     world.create()
     world.wait_job()
+    wait_for(lambda: world.children("services"), what="the Service, created after the Job")
     return {}
 
 

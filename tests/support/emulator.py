@@ -198,6 +198,7 @@ class RequestRecord:
     path: str
     user_agent: str
     at: float
+    query: str = ""  # the query string (labelSelector, fieldSelector, watch=true, ...)
 
 
 @attrs.define(kw_only=True)
@@ -254,7 +255,11 @@ class Emulator(kmock.KubernetesScaffold):
         path = request.url.path
         self.log.append(
             RequestRecord(
-                request.method.value, path, request.headers.get("User-Agent", ""), time.monotonic()
+                request.method.value,
+                path,
+                request.headers.get("User-Agent", ""),
+                time.monotonic(),
+                request.url.query_string,
             )
         )
         parts = [p for p in path.split("/") if p]

@@ -163,7 +163,7 @@ class World:
         )
         progress = self.processed(int(touched.metadata.resource_version), name)
         assert (progress.writes, progress.events) == (0, 0), progress
-        assert self.writes(start) == []
+        assert self.writes(start) == [], self.writes(start)
 
 
 def mounted(deployment: dict[str, Any] | None) -> str | None:

@@ -11,8 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from smolserve.kinds import creation_order
+from smolserve.manifests.agent import (
+    build_agent_configmaps,
+    build_agent_rbac,
+    uses_agent,
+    with_agent,
+)
 from smolserve.manifests.autoscaling import build_autoscaler
 from smolserve.manifests.common import OperatorConfig
+from smolserve.manifests.lora import build_guard_configmap
 from smolserve.manifests.routing import build_inference_pool
 from smolserve.manifests.server import (
     build_deployment,
@@ -82,8 +89,12 @@ def desired_state(
     (or is running) for these inputs, so its RBAC is wanted.
     """
     children = []
+    if uses_agent(spec):
+        children += [*build_agent_rbac(spec), *build_agent_configmaps(spec)]
     if uses_parser_plugin(spec):
         children.append(build_parser_configmap(spec, config))
+    if spec.lora.dynamic:
+        children.append(build_guard_configmap(spec, config))
     children.append(build_service(spec))
     # The autoscaler and the pool, whether or not the Deployment exists yet: both wait for it.
     children += [obj for obj in (build_autoscaler(spec), build_inference_pool(spec)) if obj]
@@ -99,5 +110,7 @@ def desired_state(
         if template is not None
         else None
     )
+    if deployment is not None and uses_agent(spec):
+        deployment = with_agent(deployment, spec, config)
     rbac = tuple(build_template_rbac(spec)) if publishing and job is not None else ()
     return DesiredState(job=job, job_rbac=rbac, children=tuple(children), deployment=deployment)

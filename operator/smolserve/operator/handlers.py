@@ -21,8 +21,10 @@ import kopf
 
 from smolserve import labels
 from smolserve.kinds import CHILDREN, SMOLSERVE
+from smolserve.operator.agents import pod_projection
 from smolserve.operator.kube import ApiError
 from smolserve.operator.runtime import (
+    PODS_INDEX,
     SERVES_INDEX,
     SOURCE_LABEL,
     SOURCES_INDEX,
@@ -30,6 +32,8 @@ from smolserve.operator.runtime import (
     children_index,
     text_hashes,
 )
+
+SERVER_COMPONENT = "server"  # app.kubernetes.io/component of the vLLM pods
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
@@ -65,6 +69,28 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
         index_id, event_id = children_index(child.kind), f"{child.kind.lower()}-changed"
         kopf.index(*resource, id=index_id, labels=labelled, registry=registry)(index_child)
         kopf.on.event(*resource, id=event_id, labels=labelled, registry=registry)(on_child)
+
+    # The vLLM pods, as small projections (whose agent's report is current); only a pod's
+    # deletion triggers a reconcile (its report is then removed): a rollout's progress shows
+    # in the Deployment's status, and an agent's verdict in its report.
+    pods = ("", "v1", "pods")
+    server_pods = {labels.SERVE: kopf.PRESENT, labels.COMPONENT: SERVER_COMPONENT}
+
+    async def index_pod(namespace: str, body: kopf.Body, **_: Any) -> dict:
+        return {(namespace, body["metadata"]["labels"][labels.SERVE]): pod_projection(body)}
+
+    async def on_pod(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
+        if type == "DELETED":
+            key = (namespace, body["metadata"]["labels"][labels.SERVE])
+            await reconciler.submit(key, kwargs, after_deletion=True)
+
+    kopf.index(*pods, id=PODS_INDEX, labels=server_pods, registry=registry)(index_pod)
+    kopf.on.event(*pods, id="pod-gone", labels=server_pods, registry=registry)(on_pod)
+
+    def on_cleanup(**_: Any) -> None:
+        reconciler.close()
+
+    kopf.on.cleanup(id="stop-timers", registry=registry)(on_cleanup)
 
     source_labels = {SOURCE_LABEL[0]: SOURCE_LABEL[1], labels.SERVE: kopf.ABSENT}
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime
 import hashlib
 import logging
@@ -56,6 +57,9 @@ COALESCE_SECONDS = 0.1
 SERVES_INDEX = "smolserves"
 SOURCES_INDEX = "template-sources"
 logger = logging.getLogger("smolserve.operator")
+PODS_INDEX = "server-pods"  # projections of the SmolServes' vLLM pods (operator/agents.py)
+# How long to wait before retrying a deadline's reconcile that hit a transient API error.
+RECHECK_RETRY_SECONDS = 5.0
 # The label a user's template-source ConfigMap needs for the operator to see it (and its edits).
 SOURCE_LABEL = (labels.PART_OF, labels.APP_NAME)
 
@@ -170,6 +174,8 @@ class Reconciler:
         self._queued: dict[Key, bool] = {}  # a reconcile is queued (any event a deletion?)
         self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
         self._incarnation: dict[Key, str | None] = {}  # the uid the state above is about
+        self._rechecks: dict[Key, threading.Timer] = {}  # a deadline to plan again at
+        self._closed = False
 
     # --- the reconcile -----------------------------------------------------------------------
 
@@ -219,6 +225,7 @@ class Reconciler:
                     plan = reconcile.refused(plan, f"HTTP {exc.status}: {exc}", serve, now())
                     result = "refused"
                 self._report(key, serve, plan, patch)
+                self._recheck(key, indexes, plan.recheck_after)
             except ApiError:
                 self.metrics.failed(time.perf_counter() - started)
                 raise
@@ -265,6 +272,42 @@ class Reconciler:
             self.forget(key)
         return live is not None and live["metadata"].get("uid") == serve["metadata"].get("uid")
 
+    def _recheck(self, key: Key, indexes: Mapping[str, Any], delay: float | None) -> None:
+        """Reconcile ``key`` again after ``delay`` seconds (a smoke timeout, a stale report):
+        one timer per SmolServe, replaced by each reconcile; None cancels it."""
+        with self._guard:
+            current = self._rechecks.pop(key, None)
+            if current is not None:
+                current.cancel()
+            if delay is None or self._closed:
+                return
+            # In the handler's context: kopf's settings live in context variables (Events).
+            context = contextvars.copy_context()
+            timer = threading.Timer(
+                max(delay, 0.05), context.run, (self._run_recheck, key, indexes)
+            )
+            timer.daemon = True
+            self._rechecks[key] = timer
+            timer.start()
+
+    def _run_recheck(self, key: Key, indexes: Mapping[str, Any]) -> None:
+        with self._guard:
+            if self._closed:
+                return
+        try:
+            self.reconcile(key, indexes)
+        except ApiError:
+            self._recheck(key, indexes, RECHECK_RETRY_SECONDS)
+
+    def close(self) -> None:
+        """The operator stops: no more timers."""
+        with self._guard:
+            self._closed = True
+            timers = list(self._rechecks.values())
+            self._rechecks.clear()
+        for timer in timers:
+            timer.cancel()
+
     def _observe(
         self, key: Key, serve: dict[str, Any], indexes: Mapping[str, Any]
     ) -> reconcile.Observed:
@@ -289,6 +332,7 @@ class Reconciler:
             source=source,
             job_messages=self._failed_job_messages(key, owned),
             unserved=unserved,
+            pods=_values(indexes, PODS_INDEX, key),
         )
 
     def _spec(self, key: Key, serve: dict[str, Any]) -> SmolServeSpec | SpecError:
@@ -425,6 +469,7 @@ class Reconciler:
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
             keys |= self._handled | self._specs.keys() | self._incarnation.keys()
+            keys |= self._rechecks.keys()
         return max(len(keys), len(self.overlay), len(self._locks), self.metrics.tracked())
 
     def forget(self, key: Key) -> None:
@@ -438,3 +483,6 @@ class Reconciler:
             self._handled.discard(key)
             self._specs.pop(key, None)
             self._incarnation.pop(key, None)
+            timer = self._rechecks.pop(key, None)
+        if timer is not None:
+            timer.cancel()

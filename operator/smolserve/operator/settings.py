@@ -5,8 +5,10 @@ from __future__ import annotations
 import kopf
 
 from smolserve import labels
-from smolserve.kinds import CHILDREN
+from smolserve.kinds import CHILDREN, POD
 from smolserve.operator.runtime import SOURCE_LABEL
+
+SERVER_PODS = f"{labels.COMPONENT}=server"
 
 
 def build_settings(*, scanning: bool = True) -> kopf.OperatorSettings:
@@ -30,4 +32,6 @@ def build_settings(*, scanning: bool = True) -> kopf.OperatorSettings:
     for child in CHILDREN:
         selector = labels.SERVE if child.kind != "ConfigMap" else "=".join(SOURCE_LABEL)
         settings.watching.label_selectors[child.group, child.plural] = selector
+    # Of the pods, only the SmolServes' vLLM pods (their agents report on them).
+    settings.watching.label_selectors[POD.group, POD.plural] = f"{labels.SERVE},{SERVER_PODS}"
     return settings

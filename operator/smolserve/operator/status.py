@@ -18,6 +18,8 @@ DEGRADED = "Degraded"
 # Only while the spec turns the feature on (operator/fleet.py).
 AUTOSCALER_READY = "AutoscalerReady"
 INFERENCE_POOL_READY = "InferencePoolReady"
+SMOKE_TESTED = "SmokeTested"  # only with rollout.smoke (operator/rollout.py)
+ADAPTERS_READY = "AdaptersReady"  # only with dynamic LoRA adapters (operator/adapters.py)
 
 # Reasons (docs/operator.md has the table: reason → meaning → fix).
 TEMPLATE_VERIFIED = "TemplateVerified"
@@ -43,6 +45,13 @@ AUTOSCALER_FAILING = "AutoscalerFailing"
 POOL_READY = "InferencePoolAccepted"
 WAITING_FOR_POOL = "WaitingForInferencePool"
 POOL_NOT_ACCEPTED = "InferencePoolNotAccepted"
+SMOKE_TEST_PASSED = "SmokeTestPassed"
+SMOKE_TEST_RUNNING = "SmokeTestRunning"
+SMOKE_TEST_PENDING = "SmokeTestPending"
+SMOKE_TEST_FAILED = "SmokeTestFailed"
+ADAPTERS_LOADED = "AdaptersLoaded"
+ADAPTERS_LOADING = "AdaptersLoading"
+ADAPTER_FAILED = "AdapterFailed"
 
 # Phases, in the order `kubectl get smol` users read them.
 PENDING, PROGRESSING_PHASE, READY, DEGRADED_PHASE = "Pending", "Progressing", "Ready", "Degraded"
@@ -76,6 +85,12 @@ class Findings:
     autoscaler_min: int | None = None
     # AutoscalerReady, InferencePoolReady: the conditions of the features the spec turns on.
     fleet: tuple[Condition, ...] = ()
+    smoke: Condition | None = None  # SmokeTested (None: rollout.smoke is off)
+    rollout: dict[str, Any] | None = None  # status.rollout (smoke-gated rollouts)
+    # Dynamic LoRA (operator/adapters.py): AdaptersReady, status.adapters, per-adapter Events.
+    adapters_ready: Condition | None = None
+    adapters: list[dict[str, Any]] | None = None
+    adapter_events: tuple[Event, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,7 +172,9 @@ def conditions_for(findings: Findings) -> list[Condition]:
         degraded = Condition(DEGRADED, True, ROLLOUT_STALLED, rollout.message)
     else:
         degraded = Condition(DEGRADED, False, AS_EXPECTED, "no problems found")
-    return [template, available, progressing, degraded, *findings.fleet]
+    conditions = [template, available, progressing, degraded]
+    optional = (findings.smoke, findings.adapters_ready)
+    return [*conditions, *(c for c in optional if c is not None), *findings.fleet]
 
 
 def phase_of(conditions: list[Condition], has_deployment: bool) -> str:
@@ -209,6 +226,14 @@ def _event_for(cond: Condition, old: dict[str, Any], findings: Findings) -> Even
         return Event("Normal", cond.reason, message) if changed_deployment else None
     if cond.type == PROGRESSING and flipped and not cond.status and changed_deployment:
         return Event("Normal", cond.reason, message)  # a change rolled out
+    if cond.type == SMOKE_TESTED:
+        if cond.reason == SMOKE_TEST_FAILED and new_reason:
+            return Event("Warning", cond.reason, message)
+        return Event("Normal", cond.reason, message) if cond.status and flipped else None
+    if cond.type == ADAPTERS_READY:
+        if cond.reason == ADAPTER_FAILED and new_reason:
+            return Event("Warning", cond.reason, message)
+        return Event("Normal", cond.reason, message) if cond.status and flipped else None
     if cond.type in (AUTOSCALER_READY, INFERENCE_POOL_READY):
         waiting = cond.reason in (WAITING_FOR_AUTOSCALER, WAITING_FOR_POOL)
         if not cond.status and not waiting and new_reason:
@@ -256,9 +281,21 @@ def build_status(
         "selector": findings.selector,
         "modelRevision": findings.model_revision,
     }
-    return status, events
+    if findings.rollout is not None:
+        status["rollout"] = findings.rollout
+    if findings.adapters is not None or previous.get("adapters") is not None:
+        status["adapters"] = findings.adapters  # None removes it (static mode, no adapters)
+    return status, [*events, *findings.adapter_events]
+
+
+def _same(live: Any, new: Any) -> bool:
+    """Equal as a merge patch sees it: in objects, a null is the same as no key."""
+    if isinstance(new, dict):
+        live = live if isinstance(live, dict) else {}
+        return all(_same(live.get(key), value) for key, value in new.items())
+    return live == new
 
 
 def status_changed(new: dict[str, Any], live: dict[str, Any]) -> bool:
     """Whether writing ``new`` would change the live status (kopf's own keys aside)."""
-    return any(live.get(key) != value for key, value in new.items())
+    return any(not _same(live.get(key), value) for key, value in new.items())

@@ -95,6 +95,8 @@ def _build(s: dict[str, Any], name: str, meta: dict[str, Any]) -> SmolServeSpec:
             tuple(adapters),
             lo["maxRank"],
             lo["maxLoras"],
+            mode=lo["mode"],
+            listed=tuple(a["name"] for a in lo["adapters"]),
         ),
         engine=EngineSpec(
             image=e["image"],
@@ -110,7 +112,7 @@ def _build(s: dict[str, Any], name: str, meta: dict[str, Any]) -> SmolServeSpec:
         affinity=s.get("affinity"),
         runtime_class_name=s.get("runtimeClassName"),
         replicas=s["replicas"],
-        rollout=RolloutSpec(ro["maxSurge"], ro["maxUnavailable"]),
+        rollout=RolloutSpec(ro["maxSurge"], ro["maxUnavailable"], ro["smoke"], ro["smokeTimeout"]),
         service=ServiceSpec(sv["type"], sv["port"], tuple(sorted(sv["annotations"].items()))),
         autoscaling=_autoscaling(s.get("autoscaling")),
         inference_pool=_inference_pool(s.get("inferencePool")),

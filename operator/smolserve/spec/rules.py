@@ -20,8 +20,9 @@ _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Flags the builders own; overriding them in extraArgs would break the wiring to the mounts,
 # the probes and the Service.
 RESERVED_ARGS = ("--model", "--chat-template", "--host", "--port", "--served-model-name")
-# Environment variables the builders set on the vLLM container.
-RESERVED_ENV = ("HF_TOKEN", "HOME", "HF_HOME")
+# Environment variables the builders set on the vLLM container. PYTHONPATH finds the adapter
+# guard; VLLM_ALLOW_RUNTIME_LORA_UPDATING set by hand would open vLLM's adapter routes unguarded.
+RESERVED_ENV = ("HF_TOKEN", "HOME", "HF_HOME", "PYTHONPATH", "VLLM_ALLOW_RUNTIME_LORA_UPDATING")
 
 _INT_OR_PERCENT = re.compile(r"^[0-9]+%$")
 _ZERO = re.compile(r"^0+%?$")
@@ -90,7 +91,10 @@ def _engine_rules(e: dict[str, Any]) -> list[str]:
             "--served-model-name are set by smolserve from the spec"
         )
     if any(var["name"] in RESERVED_ENV for var in e["env"]):
-        failed.append("spec.engine.env: HF_TOKEN, HOME and HF_HOME are set by smolserve")
+        failed.append(
+            "spec.engine.env: HF_TOKEN, HOME, HF_HOME, PYTHONPATH and "
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING are set by smolserve"
+        )
     return failed
 
 

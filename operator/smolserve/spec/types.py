@@ -100,10 +100,27 @@ class LoraSpec:
     adapters: tuple[LoraAdapter, ...]  # sorted by name
     max_rank: int
     max_loras: int
+    mode: str = "dynamic"  # dynamic | static
+    listed: tuple[str, ...] = ()  # the adapters' names in the order the spec lists them
 
     @property
     def enabled(self) -> bool:
         return bool(self.adapters)
+
+    def in_listed_order(self) -> tuple[LoraAdapter, ...]:
+        """The adapters as the spec lists them (``adapters`` is sorted by name)."""
+        by_name = {a.name: a for a in self.adapters}
+        return tuple(by_name[name] for name in self.listed) if self.listed else self.adapters
+
+    @property
+    def dynamic(self) -> bool:
+        """LoRA on, the adapters loaded at run time by the pods' agents."""
+        return self.enabled and self.mode == "dynamic"
+
+    @property
+    def static(self) -> bool:
+        """LoRA on, the adapters passed to vLLM as start-up flags."""
+        return self.enabled and self.mode == "static"
 
 
 @dataclass(frozen=True)
@@ -128,6 +145,13 @@ class ResourcesSpec:
 class RolloutSpec:
     max_surge: int | str
     max_unavailable: int | str
+    smoke: bool = True
+    smoke_timeout: str = "3m"  # the CRD's pattern: 1-4 digits, then s or m
+
+    @property
+    def smoke_timeout_seconds(self) -> int:
+        value, unit = int(self.smoke_timeout[:-1]), self.smoke_timeout[-1]
+        return value * 60 if unit == "m" else value
 
 
 @dataclass(frozen=True)
@@ -264,9 +288,12 @@ class SmolServeSpec:
             },
             "thinking": {"default": self.thinking_default},
             "lora": {
-                "adapters": [{"name": a.name, "source": a.source} for a in self.lora.adapters],
+                "adapters": [
+                    {"name": a.name, "source": a.source} for a in self.lora.in_listed_order()
+                ],
                 "maxRank": self.lora.max_rank,
                 "maxLoras": self.lora.max_loras,
+                "mode": self.lora.mode,
             },
             "engine": {
                 "image": self.engine.image,
@@ -288,6 +315,8 @@ class SmolServeSpec:
             "rollout": {
                 "maxSurge": self.rollout.max_surge,
                 "maxUnavailable": self.rollout.max_unavailable,
+                "smoke": self.rollout.smoke,
+                "smokeTimeout": self.rollout.smoke_timeout,
             },
             "service": {
                 "type": self.service.type,
