@@ -168,7 +168,7 @@ def test_without_the_apis_nothing_is_written_and_the_status_says_so(world: World
     degraded = world.condition("Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "APINotServed")
     assert "InferencePool" in degraded["message"] and "ScaledObject" in degraded["message"]
-    assert world.events("APINotServed")
+    wait_for(lambda: world.events("APINotServed"), what="the APINotServed Event")
 
     world.run_template()  # the rest is served as usual; the replicas stay unwritten
     assert "replicas" not in world.deployment()["spec"]

@@ -92,7 +92,7 @@ def agent_config(world: World):
 def test_status_across_pods_a_failure_and_its_retry(world: World) -> None:
     world.create({**lora(SQL, CHAT), "replicas": 2})
     world.run_template()
-    world.kubelet.deployment_ready(NS, "smol")
+    world.ready()  # the operator saw the pods ready (the phase below is about the adapters)
     config = agent_config(world)
     assert [a.name for a in config.lora.adapters] == ["sql", "chat"]
     first, second = running_pods(world, 2)
@@ -105,7 +105,7 @@ def test_status_across_pods_a_failure_and_its_retry(world: World) -> None:
     condition = world.condition("AdaptersReady")
     assert (condition["status"], condition["reason"]) == ("False", "AdapterFailed")
     assert condition["message"] == f"sql: {error}"
-    (event,) = world.events("AdapterFailed")
+    (event,) = wait_for(lambda: world.events("AdapterFailed"), what="the AdapterFailed Event")
     assert event["type"] == "Warning" and error in event["message"]
     assert world.serve()["status"]["phase"] == "Ready"  # the base model still serves
 
@@ -115,7 +115,12 @@ def test_status_across_pods_a_failure_and_its_retry(world: World) -> None:
     wait_adapters(world, sql=("Ready", "2/2"), chat=("Ready", "2/2"))
     wait_for(lambda: world.condition("AdaptersReady").get("status") == "True")
     assert world.condition("AdaptersReady")["message"] == "2 adapters loaded on every ready pod (2)"
-    assert {e["message"].split(" ")[1] for e in world.events("AdapterReady")} == {"sql", "chat"}
+    wait_for(
+        lambda: (
+            {e["message"].split(" ")[1] for e in world.events("AdapterReady")} == {"sql", "chat"}
+        ),
+        what="an AdapterReady Event for each adapter",
+    )
     world.assert_steady()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from smolserve import labels
 from smolserve.operator.overlay import resource_version
@@ -140,9 +141,14 @@ def test_deleting_the_smolserve_removes_its_children(world: World) -> None:
     world.create()
     world.wait_job()
     rbac = [("serviceaccounts", ""), ("roles", "rbac.authorization.k8s.io")]
-    wait_for(lambda: all(world.children(p, g) for p, g in rbac), what="the Job's RBAC")
+
+    def job_rbac(plural: str, group: str) -> list[dict[str, Any]]:
+        found = world.children(plural, group)
+        return [o for o in found if o["metadata"]["labels"][labels.COMPONENT] == "template"]
+
+    wait_for(lambda: all(job_rbac(p, g) for p, g in rbac), what="the Job's RBAC")
     world.run_template()
-    wait_for(lambda: not world.children(*rbac[0]), what="the RBAC gone once published")
+    wait_for(lambda: not job_rbac(*rbac[0]), what="the Job's RBAC gone once published")
     assert world.children("deployments", "apps") and world.children("jobs", "batch")
     reconciler = world.operator.reconciler
     assert reconciler is not None

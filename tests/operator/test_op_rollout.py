@@ -225,7 +225,10 @@ def test_a_failed_battery_rolls_back_and_is_not_retried_until_asked(
     )
     assert pod["metadata"]["name"] in degraded["message"]
     assert world.condition("SmokeTested")["reason"] == "SmokeTestFailed"
-    assert any(e["type"] == "Warning" for e in world.events("SmokeTestFailed"))
+    wait_for(
+        lambda: any(e["type"] == "Warning" for e in world.events("SmokeTestFailed")),
+        what="the SmokeTestFailed Warning (kopf posts Events in the background)",
+    )
     # The old pods never stopped; the failed one goes.
     agents.world.kubelet.settle()
     wait_for(lambda: not agents.pods(second), what="the failed pod removed")
@@ -278,8 +281,12 @@ def test_a_battery_that_never_finishes_is_rolled_back_at_its_timeout(
     degraded = world.condition("Degraded")
     assert degraded["reason"] == "SmokeTestFailed" and "smoke check timeout" in degraded["message"]
     assert "rollout.smokeTimeout 1 s" in degraded["message"]
-    # Decided by the operator's own timer (no event came in), Events included.
-    assert any(e["type"] == "Warning" for e in world.events("SmokeTestFailed"))
+    # Decided by the operator's own timer (no event came in), Events included (kopf posts
+    # them in the background).
+    wait_for(
+        lambda: any(e["type"] == "Warning" for e in world.events("SmokeTestFailed")),
+        what="the SmokeTestFailed Warning",
+    )
 
 
 def test_the_first_rollout_failing_has_nothing_to_roll_back_to(
@@ -313,7 +320,11 @@ def test_a_restart_mid_rollout_resumes_it(
     agents.report(pod, FAILED, check="no-think-answer", observed="content=None")  # while down
     operator.start()
     wait_for(lambda: pod_hash(world.deployment()) == first, what="the rollback after a restart")
-    assert world.condition("Degraded")["reason"] == "SmokeTestFailed"
+    # The status is written right after the Deployment's patch, in the same reconcile.
+    wait_for(
+        lambda: world.condition("Degraded")["reason"] == "SmokeTestFailed",
+        what="Degraded=SmokeTestFailed after the rollback",
+    )
 
     third = new_template(world, "2")
     (pod,) = agents.running(third)

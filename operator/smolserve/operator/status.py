@@ -227,13 +227,10 @@ def _event_for(cond: Condition, old: dict[str, Any], findings: Findings) -> Even
     if cond.type == PROGRESSING and flipped and not cond.status and changed_deployment:
         return Event("Normal", cond.reason, message)  # a change rolled out
     if cond.type == SMOKE_TESTED:
-        if cond.reason == SMOKE_TEST_FAILED and new_reason:
-            return Event("Warning", cond.reason, message)
-        return Event("Normal", cond.reason, message) if cond.status and flipped else None
-    if cond.type == ADAPTERS_READY:
-        if cond.reason == ADAPTER_FAILED and new_reason:
-            return Event("Warning", cond.reason, message)
-        return Event("Normal", cond.reason, message) if cond.status and flipped else None
+        # A pass is said by RolloutComplete (or, after a failure, by Degraded resolving).
+        failed = cond.reason == SMOKE_TEST_FAILED and new_reason
+        return Event("Warning", cond.reason, message) if failed else None
+    # AdaptersReady posts none: each adapter's own Events (operator/adapters.py) say it.
     if cond.type in (AUTOSCALER_READY, INFERENCE_POOL_READY):
         waiting = cond.reason in (WAITING_FOR_AUTOSCALER, WAITING_FOR_POOL)
         if not cond.status and not waiting and new_reason:
