@@ -3,7 +3,8 @@
 The emulator's controllers create the pods (``controllers.py``) and its node starts them
 (``node.py``); nothing runs a container there. ``run_job`` does what the container would: it
 waits for the Job's pod to run, runs the container's arguments in-process (the real
-``smolserve job publish-template``, talking to the emulator through ``KUBECONFIG``), and ends
+``smolserve job publish-template``, talking to the emulator through ``KUBECONFIG``, with the
+container's environment, ``secretKeyRef`` variables read from the Secrets), and ends
 the container with that exit code and the one line the command wrote to its termination log;
 the Job controller turns that into the Job's status, retrying within ``backoffLimit``, exactly
 as the operator sees it on a cluster. With the node's ``manual`` readiness (the operator
@@ -13,6 +14,7 @@ for a whole rollout.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 from collections.abc import Iterator
@@ -149,6 +151,26 @@ class Kubelet:
             for item in source.get("items") or [{"key": k, "path": k} for k in data]:
                 (target / item["path"]).write_text(data[item["key"]])
 
+    def _secret_env(self, namespace: str, container: dict[str, Any]) -> dict[str, str]:
+        """The container's ``secretKeyRef`` variables, read from the Secrets as the kubelet
+        reads them (a missing Secret or key that is not ``optional`` keeps the container from
+        starting: here, the test fails)."""
+        env = {}
+        for var in container.get("env") or []:
+            ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+            if not ref:
+                continue
+            secret = self.cluster.call(lambda e, n=ref["name"]: e.get("secrets", namespace, n))
+            data = (secret or {}).get("data") or {}
+            if ref["key"] in data:
+                env[var["name"]] = base64.b64decode(data[ref["key"]]).decode()
+            elif not ref.get("optional"):
+                raise AssertionError(
+                    f"CreateContainerConfigError: Secret {namespace}/{ref['name']} has no "
+                    f"key {ref['key']!r} (env {var['name']})"
+                )
+        return env
+
     def _run_container(self, pod: dict[str, Any]) -> tuple[int, str]:
         from smolserve.cli import main
 
@@ -160,6 +182,7 @@ class Kubelet:
         args = [self._local(a) for a in container["args"]] + ["--termination-log", str(log)]
         env = {"SMOLSERVE_NAMESPACE": meta["namespace"]}
         env.update({e["name"]: e["value"] for e in container.get("env") or [] if "value" in e})
+        env.update(self._secret_env(meta["namespace"], container))
         for local_only in ("HOME", "HF_HOME"):  # the container's paths, not this machine's
             env.pop(local_only, None)
         with _env(env):

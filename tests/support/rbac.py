@@ -59,22 +59,58 @@ def request_attributes(method: str, path: str, query: str = "") -> RequestAttrib
     return RequestAttributes(verb, group, resource, namespace, name)
 
 
+def _matches(values: Iterable[str], value: str) -> bool:
+    values = list(values)
+    return "*" in values or value in values
+
+
+def _resource_matches(rule_resources: Iterable[str], resource: str) -> bool:
+    """``*`` is every resource and subresource, ``*/scale`` a subresource of any resource."""
+    _, slash, subresource = resource.partition("/")
+    return any(r in ("*", resource) or (slash and r == f"*/{subresource}") for r in rule_resources)
+
+
 def allows(rules: Iterable[Mapping[str, Any]], request: RequestAttributes) -> bool:
-    """Whether any rule allows the request (namespaced Role rules; ``*`` matches all)."""
-
-    def matches(values: Iterable[str], value: str) -> bool:
-        values = list(values)
-        return "*" in values or value in values
-
+    """Whether any rule allows the request, as RBAC's authorizer decides: a rule matches when
+    its apiGroups, resources and verbs each contain the request's (or ``*``) and, when it
+    names resourceNames, the request names one of them (so a rule with names never allows a
+    create, a list or a watch of the whole collection). Rules only add: nothing denies."""
     for rule in rules:
-        if not matches(rule.get("apiGroups") or [], request.group):
+        if not _matches(rule.get("apiGroups") or [], request.group):
             continue
-        if not matches(rule.get("resources") or [], request.resource):
+        if not _resource_matches(rule.get("resources") or [], request.resource):
             continue
-        if not matches(rule.get("verbs") or [], request.verb):
+        if not _matches(rule.get("verbs") or [], request.verb):
             continue
         names = rule.get("resourceNames") or []
         if names and (request.name is None or request.name not in names):
             continue
         return True
     return False
+
+
+def can(
+    rules: Iterable[Mapping[str, Any]],
+    verb: str,
+    resource: str,
+    group: str = "",
+    *,
+    name: str | None = None,
+    namespace: str | None = "default",
+) -> bool:
+    """Whether the rules allow ``verb`` on ``resource`` (``pods/log`` for a subresource) in
+    ``group``; ``name`` for a request about one object (get, patch, a watch of one name)."""
+    return allows(list(rules), RequestAttributes(verb, group, resource, namespace, name))
+
+
+def grants(rules: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """Everything the rules grant, one (group, resource, verb, name) per combination (name
+    ``*``: any object), to compare with an exact expectation."""
+    return {
+        (group, resource, verb, name)
+        for rule in rules
+        for group in rule.get("apiGroups") or []
+        for resource in rule.get("resources") or []
+        for verb in rule.get("verbs") or []
+        for name in rule.get("resourceNames") or ["*"]
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .rbac import allows, request_attributes
+from .rbac import allows, can, grants, request_attributes
 
 CONFIG = "/api/v1/namespaces/ns/configmaps"
 RULES = [
@@ -41,3 +41,32 @@ def test_resource_names_limit_even_a_watch() -> None:
     assert not allows(
         RULES, request_attributes("PATCH", "/apis/apps/v1/namespaces/x/deployments/d")
     )
+
+
+def test_wildcards_match_as_the_authorizer_matches_them() -> None:
+    everything = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+    assert can(everything, "get", "secrets")
+    assert can(everything, "patch", "deployments/status", "apps", name="d")
+    scale = [{"apiGroups": ["apps"], "resources": ["*/scale"], "verbs": ["update"]}]
+    assert can(scale, "update", "deployments/scale", "apps", name="d")
+    assert not can(scale, "update", "deployments", "apps", name="d")
+    assert not can(scale, "update", "deployments/status", "apps", name="d")
+    core = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+    assert not can(core, "get", "configmaps", "apps", name="a")  # another group
+    assert not can(core, "get", "configmaps/x", name="a")  # a subresource is its own resource
+
+
+def test_resource_names_never_allow_create_or_a_whole_list() -> None:
+    named = [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"], "verbs": ["*"]}]
+    assert can(named, "get", "secrets", name="s")
+    assert not can(named, "create", "secrets")
+    assert not can(named, "list", "secrets")
+    assert not can(named, "get", "secrets", name="other")
+
+
+def test_grants_lists_every_combination() -> None:
+    assert grants(RULES) == {
+        ("", "configmaps", "get", "a"),
+        ("", "configmaps", "watch", "a"),
+        ("apps", "deployments/status", "patch", "*"),
+    }
