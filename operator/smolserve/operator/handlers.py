@@ -10,13 +10,16 @@ Every trigger runs the same ``Reconciler.reconcile`` for one SmolServe:
 
 Index functions are async and do no I/O (no thread hop per watch event); the reconcile does
 I/O and runs in a thread. kopf retries the SmolServe's own handlers itself; the other triggers
-retry here, with a pause, on transient API errors.
+retry here, with growing pauses, for as long as the API keeps failing: giving up would leave
+the SmolServe unreconciled until its next event, which may never come.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,22 +40,29 @@ from smolserve.operator.runtime import (
 
 logger = logging.getLogger("smolserve.operator")
 
-# Seconds between retries of a reconcile that a child's or a source's event triggered.
+# Seconds between retries of a reconcile that a child's or a source's event triggered; the
+# last one repeats (a deleted SmolServe ends the retries: its reconcile is then a no-op).
 RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
+# Seconds before kopf runs the SmolServe's own handler again after an API error.
+HANDLER_RETRY_DELAY = 5
+
+
+def retry_delay(exc: ApiError, planned: float) -> float:
+    """The pause before the next try: the planned one, or longer if the server asked."""
+    return max(planned, exc.retry_after or 0.0)
 
 
 async def reconcile_with_retries(
     reconciler: Reconciler, key: Key, indexes: Mapping[str, Any]
 ) -> None:
-    """Reconcile in a thread; on a transient API error, try again after a pause."""
-    for delay in (*RETRY_DELAYS, None):
+    """Reconcile in a thread; on an API error, try again after a pause, until it succeeds."""
+    for attempt in itertools.count():
         try:
             await asyncio.to_thread(reconciler.reconcile, key, indexes)
             return
         except ApiError as exc:
-            if delay is None:
-                raise
-            logger.warning("reconciling %s/%s failed (%s); retrying in %d s", *key, exc, delay)
+            delay = retry_delay(exc, RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+            logger.warning("reconciling %s/%s failed (%s); retrying in %g s", *key, exc, delay)
             await asyncio.sleep(delay)
 
 
@@ -66,11 +76,12 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
 
     kopf.index(*serve_resource, id=SERVES_INDEX, registry=registry)(index_serve)
 
-    def on_serve(namespace: str, name: str, patch: kopf.Patch, **kwargs: Any) -> None:
+    def on_serve(namespace: str, name: str, **kwargs: Any) -> None:
         try:
-            reconciler.reconcile((namespace, name), kwargs, patch)
+            reconciler.reconcile((namespace, name), kwargs, handler=True)
         except ApiError as exc:
-            raise kopf.TemporaryError(str(exc), delay=5) from exc
+            delay = retry_delay(exc, HANDLER_RETRY_DELAY)
+            raise kopf.TemporaryError(str(exc), delay=delay) from exc
 
     for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
         cause(*serve_resource, id="reconcile", registry=registry)(on_serve)
@@ -88,6 +99,11 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
         index_id, event_id = children_index(child.kind), f"{child.kind.lower()}-changed"
         kopf.index(*resource, id=index_id, labels=labelled, registry=registry)(index_child)
         kopf.on.event(*resource, id=event_id, labels=labelled, registry=registry)(on_child)
+
+    # The liveness endpoint (--liveness-port) reports these with its answer: what the
+    # operator keeps per SmolServe and its threads, for leak checks from outside the process.
+    kopf.on.probe(id="tracked", registry=registry)(lambda **_: reconciler.tracked())
+    kopf.on.probe(id="threads", registry=registry)(lambda **_: threading.active_count())
 
     source_labels = {SOURCE_LABEL[0]: SOURCE_LABEL[1], labels.SERVE: kopf.ABSENT}
 

@@ -14,7 +14,7 @@ from smolserve.manifests import OperatorConfig
 from smolserve.operator.handlers import register
 from smolserve.operator.kube import Kube, load_configuration
 from smolserve.operator.runtime import Reconciler
-from smolserve.operator.settings import build_settings
+from smolserve.operator.settings import PEERING_LIFETIME, Timeouts, build_settings
 
 
 def login(**_: Any) -> kopf.ConnectionInfo:
@@ -49,6 +49,8 @@ def run(
     standalone: bool = False,
     liveness: str | None = None,
     scanning: bool = True,
+    peering_lifetime: int = PEERING_LIFETIME,
+    timeouts: Timeouts | None = None,
     config: OperatorConfig | None = None,
     reconciler: Reconciler | None = None,
     stop_flag: threading.Event | None = None,
@@ -57,17 +59,21 @@ def run(
     """Run the operator until stopped; blocking (it owns the calling thread's event loop).
 
     ``reconciler``: one built by the caller (tests read its progress); else one from the
-    environment (``KUBECONFIG`` or in-cluster) and ``config``.
+    environment (``KUBECONFIG`` or in-cluster), ``config`` and ``timeouts``.
     """
+    timeouts = timeouts or Timeouts()
     reconciler = reconciler or Reconciler(
-        Kube.from_environment(), config or OperatorConfig.from_env()
+        Kube.from_environment(timeout=(timeouts.connect, timeouts.request)),
+        config or OperatorConfig.from_env(),
     )
     # kopf pauses every peer when two share a priority: each process draws its own.
     priority = random.randint(1, 2**31 - 1) if peering else None
     asyncio.run(
         kopf.operator(
             registry=build_registry(reconciler),
-            settings=build_settings(scanning=scanning),
+            settings=build_settings(
+                scanning=scanning, timeouts=timeouts, peering_lifetime=peering_lifetime
+            ),
             standalone=standalone or peering is None,
             peering_name=peering,
             priority=priority,

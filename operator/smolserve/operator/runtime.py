@@ -8,8 +8,10 @@ controller-runtime reconciler does:
    children into those it owns (controller uid) and the ones someone else does;
 2. **plan** with ``reconcile.plan`` (pure);
 3. **apply** the plan's creates, patches and deletes;
-4. **report**: write the status (into kopf's own patch when the SmolServe's handler runs, so
-   it and kopf's bookkeeping are one write) and post the Events.
+4. **report**: write the status (always with its own patch, in order, under the SmolServe's
+   lock: a status handed to kopf's patch would be written after the handler returns, after
+   kopf's own retries, possibly over a newer status another reconcile wrote meanwhile) and
+   post the Events.
 
 Reads are API calls in two cases only, both rare and remembered: a failed template Job's
 termination message (the pod's, listed once per Job) and a configMap template source that is
@@ -134,13 +136,11 @@ class Reconciler:
 
     # --- the reconcile -----------------------------------------------------------------------
 
-    def reconcile(
-        self, key: Key, indexes: Mapping[str, Any], patch: kopf.Patch | None = None
-    ) -> None:
+    def reconcile(self, key: Key, indexes: Mapping[str, Any], *, handler: bool = False) -> None:
         """Bring one SmolServe to its desired state (a no-op when it is already there).
 
-        ``patch`` is kopf's patch of the SmolServe when its own handler runs; otherwise (a
-        child's or a source's event) the status is patched directly.
+        ``handler``: called by the SmolServe's own kopf handler (create, update, resume);
+        until that has run once, other triggers wait for it.
         """
         with self._locks.hold(key):
             serves = _values(indexes, SERVES_INDEX, key)
@@ -148,7 +148,7 @@ class Reconciler:
                 self.forget(key)
                 return  # deleted: owner references take the children
             with self._guard:
-                if patch is not None:
+                if handler:
                     self._handled.add(key)
                 elif key not in self._handled:
                     return  # its own handler (create, or resume at start) has not run; it will
@@ -162,7 +162,7 @@ class Reconciler:
                     raise
                 # Nothing but a change (to the spec, a policy, the operator's RBAC) fixes this.
                 plan = reconcile.refused(plan, f"HTTP {exc.status}: {exc}", serve, now())
-            self._report(key, serve, plan, patch)
+            self._report(key, serve, plan)
             seen = max(map(resource_version, [serve, *observed.children, *observed.foreign]))
             with self._guard:
                 self._progress[key] = Progress(seen, plan.writes, len(plan.events))
@@ -243,12 +243,9 @@ class Reconciler:
             try:
                 self.overlay.record(key, ref, self.kube.create(obj))
             except ApiError as exc:
-                if exc.status != 409:
+                if exc.status != 409 or exc.reason != "AlreadyExists":
                     raise
-                # Not in this operator's caches, so not labelled for this SmolServe.
-                raise Refused(
-                    409, f"{ref} already exists and is not managed by this SmolServe"
-                ) from exc
+                self.overlay.record(key, ref, self._created_before(ref, obj, exc))
         for ref, body in plan.patch:
             try:
                 self.overlay.record(key, ref, self.kube.patch(ref, body))
@@ -263,19 +260,23 @@ class Reconciler:
                     raise
             self.overlay.record(key, ref, None)
 
-    def _report(
-        self,
-        key: Key,
-        serve: dict[str, Any],
-        plan: reconcile.Plan,
-        patch: kopf.Patch | None,
-    ) -> None:
+    def _created_before(self, ref: Ref, obj: dict[str, Any], exc: ApiError) -> dict[str, Any]:
+        """The object a create was refused for (409 AlreadyExists), if it is this SmolServe's:
+        an earlier create whose answer was lost (a timeout), not yet in the watch cache."""
+        live = self.kube.get(ref)
+        if live is None:  # deleted in between: the next reconcile creates it
+            raise ApiError(409, f"{ref} was deleted while being created") from exc
+        owner = reconcile.controller_uid(obj)
+        if owner is None or reconcile.controller_uid(live) != owner:
+            raise Refused(
+                409, f"{ref} already exists and is not managed by this SmolServe"
+            ) from exc
+        return live
+
+    def _report(self, key: Key, serve: dict[str, Any], plan: reconcile.Plan) -> None:
         if plan.status is not None:
-            if patch is not None:
-                patch.setdefault("status", {}).update(plan.status)
-            else:
-                self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
-            self.overlay.record_status(key, plan.status)
+            written = self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
+            self.overlay.record_status(key, plan.status, resource_version(written))
         for event in plan.events:
             kopf.event(serve, type=event.type, reason=event.reason, message=event.message)
 
