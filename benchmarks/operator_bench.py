@@ -17,11 +17,12 @@ Phases:
    Job (creates the template ConfigMap labelled with the Job's inputs hash) and times
    ConfigMap → Deployment, then counts the operator's requests from the ready template to the
    steady state, per SmolServe.
-2. ``ours`` (N SmolServes whose template ConfigMaps already exist, i.e. kept templates): wall
-   time until every Deployment exists and every status names its template, then requests (and
-   writes) per SmolServe and operator CPU per SmolServe until the Deployment controller has
-   reported on every Deployment and the operator is quiet, RSS, then requests during a quiet
-   window.
+2. ``ours`` (N SmolServes whose template ConfigMaps already exist, i.e. kept templates, all
+   there before the operator starts, which then handles each for the first time): wall time
+   from the operator's start until every Deployment exists and every status names its
+   template, then requests (and writes) per SmolServe and operator CPU per SmolServe (from its
+   start) until the Deployment controller has reported on every Deployment and the operator is
+   quiet, RSS, then requests during a quiet window.
 3. ``minimal``: the same N with ``benchmarks/minimal_operator.py`` (creates the same children,
    one status patch): the wall-time ratio ours / minimal.
 
@@ -365,13 +366,12 @@ def operator_requests(records: list[dict[str, Any]], ua_prefixes: tuple[str, ...
     for rec in records:
         if rec["user_agent"].startswith(ua_prefixes):
             parts = [p for p in rec["path"].split("/") if p]
-            resource = (
-                parts[-2]
-                if rec["method"] in ("PATCH", "DELETE") or parts[-1] == "status"
-                else parts[-1]
-            )
             if parts[-1] == "status":
                 resource = "status"
+            elif "namespaces" in parts[:-2]:  # …/namespaces/NS/PLURAL[/NAME]
+                resource = parts[parts.index("namespaces") + 2]
+            else:
+                resource = parts[-2] if rec["method"] in ("PATCH", "DELETE") else parts[-1]
             counts[f"{rec['method']} {resource}"] += 1
     return counts
 
@@ -523,40 +523,40 @@ def minimal_command(cluster: Cluster, namespace: str) -> list[str]:
 def bulk(
     cluster: Cluster, count: int, namespace: str, minimal: bool, quiet: float
 ) -> dict[str, Any]:
-    """N SmolServes whose templates are ready (kept ConfigMaps): wall time, requests, CPU, RSS."""
+    """N SmolServes whose templates are ready (kept ConfigMaps): wall time, requests, CPU, RSS.
+
+    The SmolServes and their template ConfigMaps (owned by them, as the template Job makes
+    them: the operator takes only its own children) exist before the operator starts; it
+    then handles each one for the first time, exactly as it handles a SmolServe created with
+    a template already there. Everything is counted from the operator's start; its start-up
+    lists are the same for both operators; CPU counts from its liveness probe's first answer.
+    """
     cluster.ensure_namespace(namespace)
     config = OperatorConfig(job_image=JOB_IMAGE)
-    names = [f"smol-{i:03d}" for i in range(count)]
-    for name in names:
-        serve = {**SERVE, "metadata": {"name": name, "namespace": namespace}}
+    for i in range(count):
+        serve = cluster.create_serve(namespace, f"smol-{i:03d}")
         cluster.core.create_namespaced_config_map(namespace, template_configmap(serve, config))
     command = minimal_command(cluster, namespace) if minimal else ours_command(cluster, namespace)
     env = {"SMOLSERVE_TEMPLATE_JOB_IMAGE": JOB_IMAGE, "BENCH_TEMPLATE_TEXT": TEMPLATE_TEXT}
-    op = Operator(command, env)
     ua = ("kopf/", USER_AGENT)
     deployments = Arrivals(cluster, namespace, "Deployment")
+    start = len(cluster.requests() or [])
+    began = time.monotonic()
+    op = Operator(command, env)
+    started = op.cpu_seconds()  # its start-up until the liveness probe answers: not per SmolServe
     try:
-        settle(
-            cluster, op, ua, 1.0
-        )  # the operator's start-up lists and watches are not per SmolServe
-        start = len(cluster.requests() or [])
-        idle_rss, _ = op.memory_mib()
-        cpu, began = op.cpu_seconds(), time.monotonic()
-        for name in names:
-            cluster.create_serve(namespace, name)
         deployments.wait(count, 600)
         wait_statuses(cluster, namespace, count, 600)
         wall = time.monotonic() - began
         wait_rollouts(cluster, namespace, count, 600)
         settle(cluster, op, ua, quiet)
-        cpu = op.cpu_seconds() - cpu
+        cpu = op.cpu_seconds() - started
         rss, peak = op.memory_mib()
         records = cluster.requests()
         result: dict[str, Any] = {
             "smolserves": count,
             "wall_s": round(wall, 2),
             "operator_cpu_ms_per_smolserve": round(1000 * cpu / count, 1),
-            "rss_mib_idle_before": round(idle_rss, 1),
             "rss_mib": round(rss, 1),
             "rss_mib_peak": round(peak, 1),
         }

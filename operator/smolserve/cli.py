@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "smolserve.testkit.cli",  # smolserve testkit tokenizer
     "smolserve.manifests.cli",  # smolserve render -f
     "smolserve.jobs.cli",  # smolserve job publish-template|fetch-adapters (in-cluster)
+    "smolserve.agent.cli",  # smolserve agent run|smoke (the vLLM pods' sidecar)
     "smolserve.operator.cli",  # smolserve operator (runs the kopf operator)
 )
 
@@ -36,6 +37,7 @@ COMMAND_EXTRAS = {
     "template": "template",
     "testkit": "template",
     "job": "job",
+    "agent": "job",  # the sidecar runs from the template-job image
     "operator": "operator",
 }
 

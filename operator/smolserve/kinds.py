@@ -21,6 +21,9 @@ class Resource:
     version: str
     plural: str
     namespaced: bool = True
+    # A CRD of another project (KEDA, Gateway API Inference Extension) that a cluster may not
+    # serve: the operator asks discovery before writing one (``operator/discovery.py``).
+    optional: bool = False
 
     @property
     def api_version(self) -> str:
@@ -45,10 +48,15 @@ CHILDREN = (
     Resource("ConfigMap", "", "v1", "configmaps"),
     Resource("Service", "", "v1", "services"),
     Resource("Deployment", "apps", "v1", "deployments"),
+    # After the Deployment they scale or route to.
+    Resource("HorizontalPodAutoscaler", "autoscaling", "v2", "horizontalpodautoscalers"),
+    Resource("ScaledObject", "keda.sh", "v1alpha1", "scaledobjects", optional=True),
+    Resource("InferencePool", "inference.networking.k8s.io", "v1", "inferencepools", optional=True),
 )
 
 BY_KIND: dict[str, Resource] = {r.kind: r for r in (SMOLSERVE, POD, *CHILDREN)}
 CHILD_KINDS: tuple[str, ...] = tuple(r.kind for r in CHILDREN)
+OPTIONAL_CHILDREN: tuple[Resource, ...] = tuple(r for r in CHILDREN if r.optional)
 
 
 def creation_order(kind: str) -> int:

@@ -26,3 +26,10 @@ TEMPLATE_HASH = f"{GROUP}/template-hash"  # label on template ConfigMaps; pod-te
 PARSERS_HASH = (
     f"{GROUP}/parsers-hash"  # pod-template annotation: hash of the parser plugin ConfigMap
 )
+# Smoke-gated rollouts (operator/rollout.py): the pod-template annotation with the operator's hash
+# of the pod template (what the agent reports and rollouts are judged by), and two Deployment
+# annotations: the last pod template that passed the smoke battery (JSON), and a failed one
+# remembered so that it is not tried again (JSON; deleting it tries again).
+POD_TEMPLATE_HASH = f"{GROUP}/pod-template-hash"
+PASSED_POD_TEMPLATE = f"{GROUP}/passed-pod-template"
+SMOKE_FAILED = f"{GROUP}/smoke-failed"

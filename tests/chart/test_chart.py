@@ -145,8 +145,13 @@ def test_operator_deployment_defaults(helm_template) -> None:
         f"--peering={RELEASE}",
         "--peering-lifetime=60",
         "--liveness-port=8080",
+        "--metrics-port=8081",
         "--no-scanning",
     ]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "health": 8080,
+        "metrics": 8081,
+    }
     assert deploy["spec"]["replicas"] == 1
     assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
     # Restricted pod security.
@@ -276,6 +281,57 @@ def test_monitors_only_with_the_prometheus_operator(helm_template) -> None:
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
     assert not by_kind(objs, "ServiceMonitor"), "the ServiceMonitor is off by default"
+
+
+def test_the_operators_metrics_are_scraped_only_when_asked(helm_template) -> None:
+    """Off by default: no Service, no ServiceMonitor, and the NetworkPolicy admits nothing.
+    On: a Service and a ServiceMonitor for the operator pods' metrics port, and the policy admits
+    exactly that port from the configured peers."""
+    objs = helm_template(api_versions=[PROMETHEUS_API])
+    assert not by_kind(objs, "Service")
+    assert [m["metadata"]["name"] for m in by_kind(objs, "ServiceMonitor")] == []
+    (policy,) = by_kind(objs, "NetworkPolicy")
+    assert "ingress" not in policy["spec"] and policy["spec"]["policyTypes"] == ["Ingress"]
+
+    objs = helm_template(CHART / "ci" / "observability-values.yaml", api_versions=[PROMETHEUS_API])
+    deploy = operator_deployment(objs)
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    (service,) = by_kind(objs, "Service")
+    assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels)
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    (monitor,) = [
+        m for m in by_kind(objs, "ServiceMonitor") if m["metadata"]["name"] == "smol-operator"
+    ]
+    assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["honorLabels"]) == (
+        "metrics",
+        "/metrics",
+        True,
+    )
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    (policy,) = by_kind(objs, "NetworkPolicy")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    # Without the Prometheus operator's API: the Service, but no ServiceMonitor.
+    plain = helm_template(CHART / "ci" / "observability-values.yaml")
+    assert by_kind(plain, "Service") and not by_kind(plain, "ServiceMonitor")
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_the_metrics_port_must_differ_from_the_liveness_port(
+    helm: str, helm_env: dict[str, str]
+) -> None:
+    cmd = [find_tool(helm), "template", RELEASE, CHART, "--set", "operator.metricsPort=8080"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=helm_env, check=False)
+    assert proc.returncode != 0
+    assert "operator.metricsPort and operator.livenessPort are the same port" in proc.stderr
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:

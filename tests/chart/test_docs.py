@@ -104,6 +104,8 @@ def test_troubleshooting_table_covers_every_reason() -> None:
     section = text.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
     table, after = section.split("\n\n[docs/operator.md]", 1)
     types = {status.TEMPLATE_READY, status.AVAILABLE, status.PROGRESSING, status.DEGRADED}
+    types |= {status.AUTOSCALER_READY, status.INFERENCE_POOL_READY}
+    types |= {status.SMOKE_TESTED, status.ADAPTERS_READY}
     phases = {status.PENDING, status.PROGRESSING_PHASE, status.READY, status.DEGRADED_PHASE}
     reasons = (
         {value for name, value in vars(status).items() if name.isupper() and isinstance(value, str)}

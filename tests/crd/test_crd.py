@@ -119,6 +119,10 @@ DEFAULTING_CASES = [
     },
     {"engine": {"extraArgs": ["--enforce-eager"]}, "service": {"annotations": {"a": "b"}}},
     {"rollout": {"maxSurge": "25%"}},
+    {
+        "autoscaling": {"maxReplicas": 4, "prometheus": {"serverAddress": "http://prom:9090"}},
+        "inferencePool": {"endpointPickerRef": {"name": "epp"}},
+    },
 ]
 
 
@@ -137,8 +141,6 @@ def _assert_contains(actual: Any, expected: Any, path: str) -> None:
     if isinstance(expected, dict):
         assert isinstance(actual, dict), path
         for key, value in expected.items():
-            if key == "adapters":  # load_spec sorts them by name
-                value = sorted(value, key=lambda a: a["name"])
             assert key in actual, f"{path}.{key}: defaulted by the CRD, missing in load_spec"
             _assert_contains(actual[key], value, f"{path}.{key}")
     else:
@@ -226,8 +228,39 @@ GOOD = {
     "no tool parsing": smol({"parsers": {"toolCall": "none", "autoToolChoice": False}}),
     "no GPU": smol({"resources": {"gpus": 0}}),
     "45-character name": smol({}, name="a" * 45),
+    "keda to zero on the KV cache": smol(
+        {
+            "autoscaling": {
+                "minReplicas": 0,
+                "maxReplicas": 8,
+                "metric": "kvCacheUsage",
+                "target": 0.8,
+                "prometheus": {"serverAddress": "http://prom:9090", "query": "sum(up)"},
+                "keda": {"pollingInterval": 15, "cooldownPeriod": 600},
+            }
+        }
+    ),
+    "hpa": smol(
+        {
+            "autoscaling": {
+                "engine": "hpa",
+                "maxReplicas": 3,
+                "hpa": {"metricName": "vllm_num_requests_waiting"},
+            }
+        }
+    ),
+    "autoscaling off": smol({"autoscaling": {"enabled": False, "engine": "hpa", "maxReplicas": 2}}),
+    "inference pool": smol(
+        {
+            "inferencePool": {
+                "endpointPickerRef": {"name": "smol-epp", "port": 9003, "failureMode": "FailOpen"}
+            }
+        }
+    ),
 }
 
+PROM = {"serverAddress": "http://p:9090"}
+KEDA = {"maxReplicas": 2, "prometheus": PROM}
 BAD = {
     "configMap without ref": (
         {"template": {"source": "configMap"}}, "configMapRef is required"),
@@ -285,6 +318,25 @@ BAD = {
     "service port": ({"service": {"port": 70000}}, "port"),
     "toleration operator": ({"tolerations": [{"operator": "Maybe"}]}, "operator"),
     "nodeSelector value not a string": ({"nodeSelector": {"a": 1}}, "nodeSelector"),
+    "autoscaling min above max": (
+        {"autoscaling": {**KEDA, "minReplicas": 3}}, "not be more than maxReplicas"),
+    "hpa to zero": (
+        {"autoscaling": {**KEDA, "engine": "hpa", "minReplicas": 0}}, "needs engine keda"),
+    "kv-cache target above 1": (
+        {"autoscaling": {**KEDA, "metric": "kvCacheUsage", "target": 2}},
+        "fraction of the KV cache"),
+    "keda without prometheus": (
+        {"autoscaling": {"maxReplicas": 2}}, "needs prometheus.serverAddress"),
+    "autoscaling without max": ({"autoscaling": {"engine": "hpa"}}, "maxReplicas"),
+    "autoscaling unknown engine": (
+        {"autoscaling": {"engine": "knative", "maxReplicas": 2}}, "engine"),
+    "autoscaling target 0": ({"autoscaling": {**KEDA, "target": 0}}, "target"),
+    "prometheus address not a URL": (
+        {"autoscaling": {"maxReplicas": 2, "prometheus": {"serverAddress": "prom:9090"}}},
+        "serverAddress"),
+    "pool without picker": ({"inferencePool": {"enabled": True}}, "endpointPickerRef"),
+    "pool picker not a DNS name": (
+        {"inferencePool": {"endpointPickerRef": {"name": "Bad_Name"}}}, "name"),
 }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 
 from .roles import forbidden_imports, imported_modules
@@ -26,6 +27,7 @@ from .scenario import (
     job_env,
     python_env,
     run_one_serve,
+    wait_for,
     wait_healthy,
 )
 
@@ -113,6 +115,42 @@ def test_fetch_adapters(tmp_path: Path) -> None:
     imported = imported_modules(result.stderr)
     assert "huggingface_hub" in imported
     assert_only_its_role(imported, "job", "smolserve job fetch-adapters")
+
+
+def test_the_agent(tmp_path: Path) -> None:
+    """`smolserve agent run` (the vLLM pods' sidecar, from the template-job image) through its
+    first report: the Kubernetes client, never kopf nor the template engine."""
+    from smolserve.agent.report import agent_status_name, read_reports
+    from smolserve.manifests.agent import build_agent_configmaps
+    from smolserve.spec import load_spec
+
+    spec = load_spec({"metadata": {"name": "smol", "namespace": NAMESPACE}, "spec": {}})
+    with emulator_process(tmp_path) as emulator:
+        core = kubernetes.client.CoreV1Api(emulator.client)
+        for configmap in build_agent_configmaps(spec):
+            core.create_namespaced_config_map(NAMESPACE, configmap)
+        log = tmp_path / "agent.log"
+        command = [sys.executable, "-X", "importtime", "-m", "smolserve.cli", "agent", "run"]
+        command += ["--serve", "smol", "--namespace", NAMESPACE, "--pod", "smol-1"]
+        command += ["--vllm-url", f"http://127.0.0.1:{free_port()}", "--port", str(free_port())]
+        env = python_env(KUBECONFIG=str(emulator.kubeconfig))
+        with log.open("w") as out:
+            agent = subprocess.Popen(command, cwd=ROOT, env=env, stderr=out, stdout=out)
+        try:
+
+            def reported() -> bool:
+                assert agent.poll() is None, log.read_text()[-3000:]
+                data = core.read_namespaced_config_map(agent_status_name("smol"), NAMESPACE).data
+                return "smol-1" in read_reports(data)[0]
+
+            wait_for(reported, 60, "the agent's first report")
+        finally:
+            agent.terminate()
+            agent.wait(30)
+    imported = imported_modules(log.read_text())
+    assert "kubernetes" in imported  # importtime worked
+    assert not imported & {"kopf", "transformers", "tokenizers", "jinja2", "torch"}
+    assert_only_its_role(imported, "job", "smolserve agent run")
 
 
 @pytest.mark.parametrize(

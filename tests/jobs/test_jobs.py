@@ -355,9 +355,8 @@ def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fetch_adapters_runs_the_init_container_args(tmp_path, monkeypatch, offline_hub, capsys):
     adapters = tmp_path / "adapters"
     _hub_cache(adapters / ".hub", "org/sql-lora", "v1")
-    spec = load_spec(
-        serve({"lora": {"adapters": [{"name": "sql", "source": "hf://org/sql-lora@v1"}]}})
-    )
+    adapter = {"name": "sql", "source": "hf://org/sql-lora@v1"}
+    spec = load_spec(serve({"lora": {"adapters": [adapter], "mode": "static"}}))
     dep = build_deployment(spec, CONFIG, template_configmap="cm", template_hash="12345678")
     (init,) = dep["spec"]["template"]["spec"]["initContainers"]
     args = [str(adapters) if a == "/adapters" else a for a in init["args"]]

@@ -27,7 +27,7 @@ from smolserve.manifests import (
     template_inputs_hash,
     vllm_args,
 )
-from smolserve.manifests.common import sha256_hex
+from smolserve.manifests.common import TEMPLATE, sha256_hex
 from smolserve.spec import load_spec
 
 CONFIG = OperatorConfig(job_image="example.org/smolserve-job:test")
@@ -170,8 +170,9 @@ ADAPTERS = [
 ]
 
 
-def test_lora_flags_exactly():
-    args = vllm_args(spec_of({"lora": {"adapters": ADAPTERS, "maxRank": 64, "maxLoras": 2}}))
+def test_static_lora_flags_exactly():
+    lora = {"adapters": ADAPTERS, "maxRank": 64, "maxLoras": 2, "mode": "static"}
+    args = vllm_args(spec_of({"lora": lora}))
     i = args.index("--enable-lora")
     j = args.index("--max-model-len")
     assert args[i:j] == [
@@ -189,14 +190,15 @@ def test_no_adapters_no_lora_flags():
     assert "--enable-lora" not in vllm_args(spec_of({"lora": {"maxRank": 64}}))
 
 
-def test_reordering_adapters_leaves_the_pod_template_unchanged():
-    a = deployment({"lora": {"adapters": ADAPTERS}})
-    b = deployment({"lora": {"adapters": list(reversed(ADAPTERS))}})
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_reordering_adapters_leaves_the_pod_template_unchanged(mode):
+    a = deployment({"lora": {"adapters": ADAPTERS, "mode": mode}})
+    b = deployment({"lora": {"adapters": list(reversed(ADAPTERS)), "mode": mode}})
     assert a == b
 
 
-def test_hf_adapters_are_fetched_by_an_init_container_and_pvc_adapters_mounted():
-    dep = deployment({"lora": {"adapters": ADAPTERS}})
+def test_static_hf_adapters_are_fetched_by_an_init_container_and_pvc_adapters_mounted():
+    dep = deployment({"lora": {"adapters": ADAPTERS, "mode": "static"}})
     pod = dep["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     assert init["image"] == CONFIG.job_image
@@ -220,8 +222,8 @@ def test_hf_adapters_are_fetched_by_an_init_container_and_pvc_adapters_mounted()
     } in pod["volumes"]
 
 
-def test_only_pvc_adapters_need_no_init_container():
-    dep = deployment({"lora": {"adapters": [ADAPTERS[1]]}})
+def test_static_only_pvc_adapters_need_no_init_container():
+    dep = deployment({"lora": {"adapters": [ADAPTERS[1]], "mode": "static"}})
     assert "initContainers" not in dep["spec"]["template"]["spec"]
 
 
@@ -335,8 +337,9 @@ def _pods(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [job["spec"]["template"]["spec"], dep["spec"]["template"]["spec"]]
 
 
-def test_every_pod_meets_the_restricted_standard():
-    for pod in _pods({"lora": {"adapters": ADAPTERS}}):
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_every_pod_meets_the_restricted_standard(mode):
+    for pod in _pods({"lora": {"adapters": ADAPTERS, "mode": mode}}):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] > 0
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -527,7 +530,9 @@ def _all(spec: dict[str, Any] | None = None, **kw: Any) -> list[dict[str, Any]]:
     s = spec_of({"parsers": {"reasoning": "smollm3"}, **(spec or {})}, **kw)
     template = ServedTemplate(CM, "1234abcd")
     inputs = template_inputs_hash(s, CONFIG)
-    children = desired_state(s, CONFIG, inputs_hash=inputs, template=template).objects()
+    children = desired_state(
+        s, CONFIG, inputs_hash=inputs, template=template, publishing=True
+    ).objects()
     children.append(
         build_template_configmap(
             serve=s.name, namespace=s.namespace, owner_uid=s.uid, text="x", inputs_hash="0" * 64
@@ -539,8 +544,8 @@ def _all(spec: dict[str, Any] | None = None, **kw: Any) -> list[dict[str, Any]]:
 def test_every_child_has_the_standard_labels_and_a_controller_owner():
     children = _all()
     assert [c["kind"] for c in children] == [
-        "ServiceAccount", "Role", "RoleBinding", "Job", "ConfigMap", "Service", "Deployment",
-        "ConfigMap",
+        "ServiceAccount", "ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding", "Job",
+        "ConfigMap", "ConfigMap", "ConfigMap", "Service", "Deployment", "ConfigMap",
     ]  # fmt: skip
     for child in children:
         meta = child["metadata"]
@@ -569,20 +574,41 @@ def test_without_a_uid_there_is_no_owner_reference():
 
 def test_no_deployment_before_a_template_exists():
     spec = spec_of()
-    desired = desired_state(
-        spec, CONFIG, inputs_hash=template_inputs_hash(spec, CONFIG), template=None
-    )
+    inputs = template_inputs_hash(spec, CONFIG)
+    desired = desired_state(spec, CONFIG, inputs_hash=inputs, template=None, publishing=True)
     kinds = [c["kind"] for c in desired.objects()]
     assert desired.deployment is None
     assert "Deployment" not in kinds and "Job" in kinds and "Service" in kinds
 
 
+def test_the_template_jobs_rbac_is_wanted_only_while_a_template_is_published():
+    """Least privilege: no standing account that may write ConfigMaps once the template is
+    there (the Job itself stays until pruned: render and the operator show it)."""
+    spec = spec_of()
+    inputs = template_inputs_hash(spec, CONFIG)
+    template = ServedTemplate(CM, "1234abcd")
+    done = desired_state(spec, CONFIG, inputs_hash=inputs, template=template, publishing=False)
+    assert done.job_rbac == () and done.job is not None
+    job_parts = [o for o in done.objects() if o["metadata"]["labels"][labels.COMPONENT] == TEMPLATE]
+    kinds = {c["kind"] for c in job_parts}
+    assert not kinds & {"ServiceAccount", "Role", "RoleBinding"}
+    busy = desired_state(spec, CONFIG, inputs_hash=inputs, template=template, publishing=True)
+    assert [o["kind"] for o in busy.job_rbac] == ["ServiceAccount", "Role", "RoleBinding"]
+
+
 def test_no_job_while_the_template_inputs_cannot_be_known():
     spec = spec_of({"template": {"source": "configMap", "configMapRef": {"name": "t"}}})
-    desired = desired_state(spec, CONFIG, inputs_hash=None, template=None)
-    assert desired.job is None and [c["kind"] for c in desired.objects()] == [
-        "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service",
-    ]  # fmt: skip
+    desired = desired_state(spec, CONFIG, inputs_hash=None, template=None, publishing=True)
+    assert desired.job is None and desired.job_rbac == ()  # no Job: nothing needs its RBAC
+    assert [c["kind"] for c in desired.objects()] == [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "ConfigMap",
+        "ConfigMap",
+        "Service",
+    ]  # fmt: skip (the agent's RBAC and ConfigMaps, the parser plugin's, the Service)
 
 
 @pytest.mark.parametrize(
@@ -657,7 +683,9 @@ def test_builders_do_not_mutate_or_share_state():
     before = copy.deepcopy(s.to_dict())
     template = ServedTemplate(CM, "1234abcd")
     for _ in range(2):
-        first = desired_state(s, CONFIG, inputs_hash="0" * 64, template=template).objects()
+        first = desired_state(
+            s, CONFIG, inputs_hash="0" * 64, template=template, publishing=False
+        ).objects()
         pod = next(o for o in first if o["kind"] == "Deployment")["spec"]["template"]["spec"]
         copied = [pod["nodeSelector"], pod["tolerations"], pod["affinity"]]
         copied.append(pod["containers"][0]["env"])
@@ -665,7 +693,9 @@ def test_builders_do_not_mutate_or_share_state():
         for value in copied:
             _scramble(value)
         assert s.to_dict() == before
-    again = desired_state(s, CONFIG, inputs_hash="0" * 64, template=template).objects()
+    again = desired_state(
+        s, CONFIG, inputs_hash="0" * 64, template=template, publishing=False
+    ).objects()
     pod = next(o for o in again if o["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == MUTABLE_SPEC["nodeSelector"]
     assert pod["tolerations"] == MUTABLE_SPEC["tolerations"]

@@ -19,7 +19,7 @@ from smolserve.manifests import (
 )
 from smolserve.manifests.cli import PENDING
 from smolserve.manifests.common import sha256_hex
-from smolserve.spec import load_spec
+from smolserve.spec import load_spec, spec_schema
 
 INLINE = "{%- for m in messages %}{{ m.content }}\n{% endfor -%}\n"
 
@@ -64,6 +64,7 @@ def test_render_prints_exactly_the_builders_objects(tmp_path, capsys, monkeypatc
         config,
         inputs_hash=template_inputs_hash(first, config),
         template=ServedTemplate(f"smol-chat-template-{sha[:8]}", sha[:8]),
+        publishing=True,
     ).objects()
     assert objects[: len(expected)] == expected
     assert all(o["metadata"].get("labels", {}).get(labels.SERVE) for o in objects)
@@ -91,6 +92,7 @@ def test_render_keeps_a_multiline_template_readable(tmp_path, capsys):
 SERVE = f"apiVersion: {labels.API_VERSION}\nkind: SmolServe\n"
 SECRET = "apiVersion: v1\nkind: Secret\nmetadata: {name: hf}\n---\n"
 TOP_LEVEL = "apiVersion, kind, metadata, spec, status"
+SPEC_FIELDS = ", ".join(sorted(spec_schema()["properties"]))  # the CRD's, alphabetical
 
 # (input, the one line on stderr after "smolserve: error: ", with {f} for the file's path)
 RENDER_BAD_INPUT = {
@@ -147,9 +149,8 @@ RENDER_BAD_INPUT = {
     "spec-typo-in-third-document": (
         SECRET + SERVE + "metadata: {name: a}\n---\n" + SERVE + "metadata: {name: b}\n"
         "spec: {replica: 2}\n",
-        "{f}: document 3 (SmolServe b, line 9): spec: unknown field 'replica' (known: affinity, "
-        "engine, lora, model, nodeSelector, parsers, replicas, resources, rollout, "
-        "runtimeClassName, servedModelName, service, template, thinking, tolerations)",
+        "{f}: document 3 (SmolServe b, line 9): spec: unknown field 'replica' (known: "
+        f"{SPEC_FIELDS})",
     ),
     "apiversion-near-miss": (
         "apiVersion: smolserve.dev/v1\nkind: SmolServe\nmetadata: {name: s}\n",

@@ -29,6 +29,7 @@ FULL = {
         ],
         "maxRank": 64,
         "maxLoras": 2,
+        "mode": "static",
     },
     "resources": {"gpus": 2},
     "engine": {"extraArgs": ["--enforce-eager", "--max-num-seqs=8"], "dtype": "bfloat16"},
@@ -82,3 +83,12 @@ def test_default_arguments_parse(parse, template):
     args = parse(vllm_args(load_spec({"metadata": {"name": "smol"}})), template)
     assert args.reasoning_parser == "smollm3"
     assert not args.enable_lora and args.default_chat_template_kwargs is None
+
+
+def test_dynamic_lora_arguments_parse(parse, template):
+    """Dynamic mode: LoRA on, no adapter at start, the guard middleware by import path."""
+    spec = {**FULL, "lora": {**FULL["lora"], "mode": "dynamic"}}
+    args = parse(vllm_args(load_spec({"metadata": {"name": "smol"}, "spec": spec})), template)
+    assert args.enable_lora and args.max_lora_rank == 64 and args.max_loras == 2
+    assert args.lora_modules is None
+    assert args.middleware == ["adapter_guard.AdapterGuard"]

@@ -15,13 +15,20 @@ from smolserve.manifests import OperatorConfig
 from support import EmulatedCluster, load_crds
 from support.kubelet import Kubelet
 from support.running import OperatorThread
+from support.thirdparty import serve_optional_apis
+from support.world import World
 
 NAMESPACE = "default"
 
 
 @pytest.fixture()
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedCluster]:
-    with EmulatedCluster(tmp_path / "kubeconfig") as cluster:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatedCluster]:
+    """The emulator with the CRDs; options by indirect parametrization, e.g.
+    ``@pytest.mark.parametrize("cluster", [{"gc_delay": None}], indirect=True)``."""
+    options = getattr(request, "param", {})
+    with EmulatedCluster(tmp_path / "kubeconfig", **options) as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
         client = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
         ext = kubernetes.client.ApiextensionsV1Api(client)
@@ -43,6 +50,23 @@ def operator(cluster: EmulatedCluster, operator_config: OperatorConfig) -> Itera
     thread.stop()
 
 
+@pytest.fixture()
+def optional_apis(api_client: kubernetes.client.ApiClient) -> None:
+    """The emulator serves KEDA's ScaledObject and the InferencePool (stand-in CRDs)."""
+    serve_optional_apis(api_client)
+
+
+@pytest.fixture()
+def fleet_operator(
+    optional_apis: None, operator_config: OperatorConfig
+) -> Iterator[OperatorThread]:
+    """The operator, started once the optional APIs are served (kopf watches what it finds)."""
+    thread = OperatorThread(operator_config)
+    thread.start()
+    yield thread
+    thread.stop()
+
+
 @pytest.fixture(scope="session")
 def tokenizer_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory standing for the `models` PVC, holding the test-kit tokenizer."""
@@ -57,3 +81,13 @@ def tokenizer_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def kubelet(cluster: EmulatedCluster, tokenizer_root: Path, tmp_path: Path) -> Kubelet:
     mounts = {"/models": tokenizer_root, "/etc/smolserve/source": tmp_path / "source"}
     return Kubelet(cluster, mounts, tmp_path)
+
+
+@pytest.fixture()
+def world(
+    cluster: EmulatedCluster,
+    api_client: kubernetes.client.ApiClient,
+    kubelet: Kubelet,
+    operator: OperatorThread,
+) -> World:
+    return World(cluster, api_client, kubelet, operator)

@@ -81,7 +81,10 @@ def condition(result: Plan, type_: str) -> dict[str, Any]:
 def test_without_a_template_a_job_is_created_and_no_deployment() -> None:
     result = plan(observed(serve(), []), CONFIG, NOW)
     kinds = [o["kind"] for o in result.create]
-    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Job", "ConfigMap", "Service"]
+    assert kinds == [
+        *["ServiceAccount"] * 2, *["Role"] * 2, *["RoleBinding"] * 2,  # template Job's, agent's
+        "Job", *["ConfigMap"] * 3, "Service",  # agent config and status, parser plugin
+    ]  # fmt: skip
     assert condition(result, st.TEMPLATE_READY)["reason"] == st.TEMPLATE_JOB_RUNNING
     assert result.status["phase"] == st.PENDING
 
@@ -121,13 +124,16 @@ def test_a_failed_job_degrades_and_leaves_the_deployment_alone() -> None:
     first, live = converge(body, [template_cm(body, "T1", 1)])
     body["status"] = first.status
     body["spec"]["template"] = {"variant": "seed"}
-    job = next(o for o in plan(observed(body, live), CONFIG, NOW).create if o["kind"] == "Job")
+    started = plan(observed(body, live), CONFIG, NOW).create  # the Job and its RBAC
+    assert [o["kind"] for o in started] == ["ServiceAccount", "Role", "RoleBinding", "Job"]
+    job = started[-1]
     failed = stored(job, 90)
     failed["status"] = {
         "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
     }
     messages = {job["metadata"]["name"]: "template failed verification: tool-calls 0/20 FAIL"}
-    result = plan(observed(body, [*live, failed], job_messages=messages), CONFIG, LATER)
+    rbac = [stored(o, 80 + i) for i, o in enumerate(started[:-1])]
+    result = plan(observed(body, [*live, *rbac, failed], job_messages=messages), CONFIG, LATER)
     assert result.create == [] and result.patch == []
     degraded = condition(result, st.DEGRADED)
     assert (degraded["status"], degraded["reason"]) == ("True", st.TEMPLATE_JOB_FAILED)
@@ -196,7 +202,7 @@ def test_a_predecessors_children_are_never_touched_and_their_names_wait() -> Non
     assert "Deployment" not in {kind for kind, _ in created}
     waiting = condition(result, st.PROGRESSING)
     assert (waiting["status"], waiting["reason"]) == ("True", st.WAITING_FOR_PREDECESSOR)
-    assert "ServiceAccount ns/smol-template" in waiting["message"]
+    assert "Service ns/smol" in waiting["message"]
     assert condition(result, st.DEGRADED)["status"] == "False"
 
 
@@ -233,7 +239,8 @@ def test_a_deployment_whose_template_configmap_is_gone_is_degraded() -> None:
     assert (degraded["status"], degraded["reason"]) == ("True", st.TEMPLATE_CONFIGMAP_MISSING)
     assert first.status["templateConfigMap"] in degraded["message"]
     assert not any(ref.kind == "Deployment" for ref, _ in result.patch)  # rolls nothing
-    assert [o["kind"] for o in result.create] == ["Job"]  # publishes it again
+    # publishes it again (the Job, with its RBAC while it runs)
+    assert [o["kind"] for o in result.create] == ["ServiceAccount", "Role", "RoleBinding", "Job"]
 
 
 def test_a_succeeded_job_whose_configmap_vanished_runs_again() -> None:
@@ -281,6 +288,62 @@ def test_a_missing_configmap_source_is_degraded_with_the_reason() -> None:
     two = plan(observed(body, [], source=SourceState("b" * 64)), CONFIG, NOW)
     jobs = [next(o for o in p.create if o["kind"] == "Job") for p in (one, two)]
     assert jobs[0]["metadata"]["name"] != jobs[1]["metadata"]["name"]
+
+
+def _reported(deployment: dict[str, Any], generation: int, ready: int) -> dict[str, Any]:
+    """The live Deployment at ``generation`` as its controller reports it."""
+    live = copy.deepcopy(deployment)
+    live["metadata"]["generation"] = generation
+    replicas = live["spec"]["replicas"]
+    live["status"] = {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+    }
+    return live
+
+
+def test_a_new_smolserve_coming_up_well_posts_no_event() -> None:
+    """Bring-up: every transition of the first rollout resolves by itself; nothing is posted."""
+    body = serve()
+    first, live = converge(body, [template_cm(body, "T1", 1)])
+    assert first.events == []  # a kept template, first sight
+    body["status"] = first.status
+    deployment = next(o for o in live if o["kind"] == "Deployment")
+    live = [o for o in live if o is not deployment] + [_reported(deployment, 1, 1)]
+    up = plan(observed(body, live), CONFIG, LATER)
+    assert up.status["phase"] == st.READY and up.events == []
+
+
+def test_a_change_rolled_out_and_lost_availability_are_events() -> None:
+    body = serve()
+    _, live = converge(body, [template_cm(body, "T1", 1)])
+    deployment = next(o for o in live if o["kind"] == "Deployment")
+    others = [o for o in live if o is not deployment]
+    body["status"] = plan(
+        observed(body, [*others, _reported(deployment, 1, 1)]), CONFIG, NOW
+    ).status
+    rolling = {**_reported(deployment, 2, 1)}
+    rolling["status"] = {**rolling["status"], "observedGeneration": 1}
+    body["status"] = plan(observed(body, [*others, rolling]), CONFIG, NOW).status
+    assert condition_of(body, st.PROGRESSING)["status"] == "True"
+    done = plan(observed(body, [*others, _reported(deployment, 2, 1)]), CONFIG, LATER)
+    assert [(e.type, e.reason) for e in done.events] == [("Normal", st.ROLLOUT_COMPLETE)]
+    body["status"] = done.status
+    lost = plan(observed(body, [*others, _reported(deployment, 2, 0)]), CONFIG, LATER)
+    assert ("Warning", st.DEPLOYMENT_UNAVAILABLE) in [(e.type, e.reason) for e in lost.events]
+
+
+def test_zero_replicas_are_available_at_once() -> None:
+    body = serve(replicas=0)
+    first, _ = converge(body, [template_cm(body, "T1", 1)])
+    assert condition(first, st.AVAILABLE)["status"] == "True"
+
+
+def condition_of(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in body["status"]["conditions"] if c["type"] == type_)
 
 
 def test_contains_ignores_server_defaults_but_not_changes() -> None:

@@ -14,180 +14,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import kubernetes
-import pytest
 
 from smolserve import labels
-from smolserve.operator.kube import USER_AGENT
 from smolserve.operator.overlay import resource_version
-from support import EmulatedCluster
-from support.factories import PVC_MODEL, smolserve
-from support.kubelet import Kubelet
 from support.running import OperatorThread, wait_for
+from support.world import MERGE, NS, SOURCE_LABELS, World, mounted, template_annotation
 
-NS = "default"
 GROUP, VERSION, PLURAL = labels.GROUP, labels.VERSION, labels.PLURAL
-MERGE = "application/merge-patch+json"
-# The label a template-source ConfigMap needs for the operator to watch it.
-SOURCE_LABELS = {labels.PART_OF: labels.APP_NAME}
-
-
-class World:
-    """The test's view of the cluster: the API client, the emulator's store, the kubelet, and
-    the running operator's reconciler."""
-
-    def __init__(
-        self,
-        cluster: EmulatedCluster,
-        api_client: Any,
-        kubelet: Kubelet,
-        operator: OperatorThread,
-    ) -> None:
-        self.cluster = cluster
-        self.custom = kubernetes.client.CustomObjectsApi(api_client)
-        self.core = kubernetes.client.CoreV1Api(api_client)
-        self.apps = kubernetes.client.AppsV1Api(api_client)
-        self.kubelet = kubelet
-        self.operator = operator
-
-    def create(self, spec: dict[str, Any] | None = None, name: str = "smol") -> dict[str, Any]:
-        body = smolserve({"model": PVC_MODEL, **(spec or {})}, name=name, namespace=NS)
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
-
-    def patch_spec(self, spec: dict[str, Any], name: str = "smol") -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, name, {"spec": spec}, _content_type=MERGE
-        )
-
-    def delete(self, name: str = "smol") -> None:
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
-
-    def serve(self, name: str = "smol") -> dict[str, Any]:
-        return next(
-            s for s in self.cluster.snapshot(PLURAL, GROUP) if s["metadata"]["name"] == name
-        )
-
-    def children(self, plural: str, group: str = "", serve: str = "smol") -> list[dict[str, Any]]:
-        return self.cluster.snapshot(plural, group, **{labels.SERVE: serve})
-
-    def templates(self, serve: str = "smol") -> list[dict[str, Any]]:
-        return [
-            cm
-            for cm in self.children("configmaps", serve=serve)
-            if cm["metadata"]["labels"].get(labels.COMPONENT) == "template"
-        ]
-
-    def deployment(self, serve: str = "smol") -> dict[str, Any] | None:
-        found = self.children("deployments", "apps", serve)
-        return found[0] if found else None
-
-    def condition(self, type_: str, name: str = "smol") -> dict[str, Any]:
-        conditions = (self.serve(name).get("status") or {}).get("conditions") or []
-        return next((c for c in conditions if c["type"] == type_), {})
-
-    def wait_job(self, not_in: set[str] = frozenset()) -> dict[str, Any]:
-        def new_job() -> dict[str, Any] | None:
-            jobs = [
-                j for j in self.children("jobs", "batch") if j["metadata"]["name"] not in not_in
-            ]
-            return jobs[0] if jobs else None
-
-        return wait_for(new_job, what="a new template Job")
-
-    def job_names(self) -> set[str]:
-        return {j["metadata"]["name"] for j in self.children("jobs", "batch")}
-
-    def run_template(self, not_in: set[str] = frozenset()) -> dict[str, Any]:
-        """Wait for the template Job, run it, and wait until the Deployment mounts its output."""
-        job = self.wait_job(not_in)
-        code, message = self.kubelet.run_job(job)
-        assert code == 0, message
-        inputs8 = job["metadata"]["labels"][labels.INPUTS_HASH]
-        cm = wait_for(
-            lambda: [
-                t
-                for t in self.templates()
-                if t["metadata"]["labels"][labels.INPUTS_HASH] == inputs8
-            ],
-            what="the template ConfigMap",
-        )[0]
-        wait_for(lambda: mounted(self.deployment()) == cm["metadata"]["name"], what="the rollout")
-        return cm
-
-    def ready(self) -> None:
-        """Report the Deployment ready and wait until the SmolServe says so."""
-        self.kubelet.deployment_ready(NS, "smol")
-        wait_for(
-            lambda: (self.serve().get("status") or {}).get("phase") == "Ready", what="phase Ready"
-        )
-
-    def writes(self, since: int = 0) -> list[tuple[str, str, str]]:
-        """Requests that change something, made by the operator or by kopf, after ``since``."""
-        log = self.cluster.call(lambda emulator: list(emulator.log))[since:]
-        return [
-            (r.method, r.path, r.user_agent)
-            for r in log
-            if r.method != "GET"
-            and (r.user_agent.startswith(USER_AGENT) or r.user_agent.startswith("kopf/"))
-        ]
-
-    def job_posts(self) -> list[tuple[str, str, str]]:
-        return [w for w in self.writes() if w[0] == "POST" and w[1].endswith("/jobs")]
-
-    def log_length(self) -> int:
-        return self.cluster.call(lambda emulator: len(emulator.log))
-
-    def events(self, reason: str) -> list[dict[str, Any]]:
-        return [e for e in self.cluster.snapshot("events") if e.get("reason") == reason]
-
-    def processed(self, version: int, name: str = "smol") -> Any:
-        """Wait until the operator reconciled ``name`` having seen ``version`` (or newer)."""
-        reconciler = self.operator.reconciler
-        assert reconciler is not None
-
-        def caught_up() -> Any:
-            progress = reconciler.progress((NS, name))
-            return progress if progress is not None and progress.seen >= version else None
-
-        return wait_for(caught_up, what=f"the operator to process resourceVersion {version}")
-
-    def assert_steady(self, name: str = "smol") -> None:
-        """The operator is at rest for ``name``: reconciling its current state writes nothing.
-
-        Once no reconcile is running, touches a child the operator owns no field of (an
-        annotation on the Service), waits for the reconcile that this triggers (the positive
-        sign), and checks that it planned no write and that none reached the API.
-        """
-        reconciler = self.operator.reconciler
-        assert reconciler is not None
-        wait_for(lambda: reconciler.idle(), what="the operator to finish what it is doing")
-        start = self.log_length()
-        touched = self.core.patch_namespaced_service(
-            name, NS, {"metadata": {"annotations": {"test/touch": str(start)}}}, _content_type=MERGE
-        )
-        progress = self.processed(int(touched.metadata.resource_version), name)
-        assert (progress.writes, progress.events) == (0, 0), progress
-        assert self.writes(start) == []
-
-
-def mounted(deployment: dict[str, Any] | None) -> str | None:
-    if deployment is None:
-        return None
-    volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    return next(v["configMap"]["name"] for v in volumes if v["name"] == "template")
-
-
-def template_annotation(deployment: dict[str, Any]) -> str:
-    return deployment["spec"]["template"]["metadata"]["annotations"][labels.TEMPLATE_HASH]
-
-
-@pytest.fixture()
-def world(
-    cluster: EmulatedCluster, api_client: Any, kubelet: Kubelet, operator: OperatorThread
-) -> World:
-    return World(cluster, api_client, kubelet, operator)
 
 
 def test_create_runs_the_template_job_then_deploys(world: World) -> None:
@@ -195,7 +28,10 @@ def test_create_runs_the_template_job_then_deploys(world: World) -> None:
     job = world.wait_job()
     assert world.deployment() is None  # never before a verified template
     kinds = [("serviceaccounts", ""), ("roles", "rbac.authorization.k8s.io"), ("services", "")]
-    wait_for(lambda: all(len(world.children(p, g)) == 1 for p, g in kinds), what="the children")
+    counts = {"serviceaccounts": 2, "roles": 2, "services": 1}  # the template Job's, the agent's
+    wait_for(
+        lambda: all(len(world.children(p, g)) == counts[p] for p, g in kinds), what="the children"
+    )
     wait_for(lambda: world.condition("TemplateReady").get("reason") == "TemplateJobRunning")
     assert world.deployment() is None
 
@@ -220,9 +56,14 @@ def test_create_runs_the_template_job_then_deploys(world: World) -> None:
         "Available": "True",
         "Progressing": "False",
         "Degraded": "False",
+        "SmokeTested": "True",  # the pods were marked ready: their agents passed them
     }
-    assert world.events("TemplateVerified") and world.events("MinimumReplicasAvailable")
+    # A Job verified the template: an Event. The first rollout going well: none (checked once
+    # the operator is at rest, so nothing is still on its way).
+    verified = wait_for(lambda: world.events("TemplateVerified"), what="TemplateVerified")
+    assert [e["type"] for e in verified] == ["Normal"]
     world.assert_steady()
+    assert not world.events("MinimumReplicasAvailable") and not world.events("RolloutComplete")
 
 
 def test_template_change_rolls_and_a_revert_reuses_the_kept_configmap(world: World) -> None:
@@ -237,6 +78,8 @@ def test_template_change_rolls_and_a_revert_reuses_the_kept_configmap(world: Wor
     rolled = world.deployment()
     assert template_annotation(rolled) == second["metadata"]["labels"][labels.TEMPLATE_HASH]
     assert rolled["metadata"]["generation"] == 2
+    world.ready()  # a change rolled out: that is worth an Event
+    wait_for(lambda: world.events("RolloutComplete"), what="the RolloutComplete Event")
 
     posts_before = world.job_posts()
     world.patch_spec({"template": {"closeSystemTurn": True}})
@@ -261,7 +104,8 @@ def test_a_failed_template_job_keeps_the_last_good_template(world: World) -> Non
     )
     assert degraded["reason"] == "TemplateJobFailed"
     assert message in degraded["message"]
-    assert world.events("TemplateJobFailed")[0]["type"] == "Warning"
+    failed = wait_for(lambda: world.events("TemplateJobFailed"), what="the TemplateJobFailed Event")
+    assert {e["type"] for e in failed} == {"Warning"}
     after = world.deployment()
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert mounted(after) == good["metadata"]["name"]
@@ -294,15 +138,25 @@ CHILD_KINDS = [
 
 def test_deleting_the_smolserve_removes_its_children(world: World) -> None:
     world.create()
+    world.wait_job()
+    rbac = [("serviceaccounts", ""), ("roles", "rbac.authorization.k8s.io")]
+    wait_for(lambda: all(world.children(p, g) for p, g in rbac), what="the Job's RBAC")
     world.run_template()
-    assert all(world.children(p, g) for p, g in CHILD_KINDS)  # every kind exists before
+    wait_for(lambda: not world.children(*rbac[0]), what="the RBAC gone once published")
+    assert world.children("deployments", "apps") and world.children("jobs", "batch")
+    reconciler = world.operator.reconciler
+    assert reconciler is not None
+    wait_for(reconciler.idle, what="the operator to finish what it is doing")
     start = world.log_length()
     world.delete()
     wait_for(lambda: not any(world.children(p, g) for p, g in CHILD_KINDS), what="children gone")
-    reconciler = world.operator.reconciler
-    assert reconciler is not None
     wait_for(lambda: reconciler.tracked() == 0, what="the operator to forget the SmolServe")
-    assert world.writes(start) == []
+    # The garbage collector did the deleting; the operator never fought it by re-creating or
+    # touching a child. (A status write racing the deletion is refused with 404 and counts
+    # for nothing: only the children's paths are checked.)
+    children_paths = [f"/{plural}" for plural, _ in CHILD_KINDS]
+    touched = [w for w in world.writes(start) if any(p in w[1] for p in children_paths)]
+    assert touched == []
 
 
 def test_a_smolserve_recreated_under_the_same_name_starts_over(world: World) -> None:
@@ -336,12 +190,13 @@ def test_a_restart_creates_nothing_and_writes_nothing(
     assert {p: len(world.children(p, g)) for p, g in CHILD_KINDS} == before
 
 
-def test_lora_flags_and_adapter_order(world: World) -> None:
+def test_static_lora_flags_and_adapter_order(world: World) -> None:
     adapters = [
         {"name": "sql", "source": "pvc://adapters/sql"},
         {"name": "chat", "source": "pvc://adapters/chat"},
     ]
-    world.create({"lora": {"adapters": adapters, "maxRank": 8, "maxLoras": 2}})
+    lora = {"adapters": adapters, "maxRank": 8, "maxLoras": 2, "mode": "static"}
+    world.create({"lora": lora})
     world.run_template()
     args = world.deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--enable-lora" in args
@@ -351,7 +206,7 @@ def test_lora_flags_and_adapter_order(world: World) -> None:
     assert [m["name"] for m in modules] == ["chat", "sql"]
     assert all(m["base_model_name"] == "smollm3" for m in modules)
     version = world.deployment()["metadata"]["resourceVersion"]
-    patched = world.patch_spec({"lora": {"adapters": adapters[::-1], "maxRank": 8, "maxLoras": 2}})
+    patched = world.patch_spec({"lora": {**lora, "adapters": adapters[::-1]}})
     world.processed(int(patched["metadata"]["resourceVersion"]))
     assert world.serve()["status"]["observedGeneration"] == 2
     assert world.deployment()["metadata"]["resourceVersion"] == version
@@ -364,7 +219,8 @@ def test_a_bad_spec_is_degraded_with_an_event_and_no_children(world: World) -> N
     )
     assert degraded["reason"] == "InvalidSpec" and "configMapRef" in degraded["message"]
     assert world.serve()["status"]["phase"] == "Degraded"
-    assert world.events("InvalidSpec")[0]["type"] == "Warning"
+    invalid = wait_for(lambda: world.events("InvalidSpec"), what="the InvalidSpec Event")
+    assert {e["type"] for e in invalid} == {"Warning"}
     assert all(
         not world.children(p, g)
         for p, g in [("jobs", "batch"), ("services", ""), ("serviceaccounts", "")]

@@ -5,7 +5,9 @@ template Job (publishes the template ConfigMap for the Job's inputs, as the Job'
 waits for the Deployment, and compares the live children with ``render`` of the same object
 (as the cluster holds it: with its uid and namespace) and the published template's name.
 The only differences allowed are the fields the API server sets and the operator's own
-last-applied record, which must equal what render printed.
+last-applied record, which must equal what render printed. The cluster serves KEDA's and the
+Inference Extension's APIs (stand-in CRDs), so an example that asks for an autoscaler or a
+pool gets them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ CHILDREN = [
     ("configmaps", ""),
     ("services", ""),
     ("deployments", "apps"),
+    ("horizontalpodautoscalers", "autoscaling"),
+    ("scaledobjects", "keda.sh"),
+    ("inferencepools", "inference.networking.k8s.io"),
 ]
 
 
@@ -80,12 +85,12 @@ def test_render_is_what_the_operator_creates(
     name: str,
     cluster: EmulatedCluster,
     api_client: Any,
-    operator: OperatorThread,
+    fleet_operator: OperatorThread,
     kubelet: Kubelet,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # render reads the template Job's image as the operator does (an input of the Job's hash).
-    monkeypatch.setenv("SMOLSERVE_TEMPLATE_JOB_IMAGE", operator.config.job_image)
+    monkeypatch.setenv("SMOLSERVE_TEMPLATE_JOB_IMAGE", fleet_operator.config.job_image)
     docs = [d for d in yaml.safe_load_all(example_stream(name)) if d]
     serve_doc = next(d for d in docs if d["kind"] == labels.KIND)
     for doc in docs:  # the template source first, then the SmolServe
@@ -104,7 +109,7 @@ def test_render_is_what_the_operator_creates(
     job = wait_for(
         lambda: next((c for c in children() if c["kind"] == "Job"), None), what="the template Job"
     )
-    # Play the Job: publish a template for its inputs, then report it complete.
+    # Play the Job's pod: publish a template for its inputs, then exit 0.
     published = build_template_configmap(
         serve=serve,
         namespace=namespace,
@@ -113,7 +118,8 @@ def test_render_is_what_the_operator_creates(
         inputs_hash=job["metadata"]["annotations"][labels.INPUTS_HASH],
     )
     kubernetes.client.CoreV1Api(api_client).create_namespaced_config_map(namespace, published)
-    kubelet.finish_job(job, succeeded=True)
+    (pod,) = kubelet.wait_running(namespace, "Job", job["metadata"]["name"])
+    kubelet.exit_container(namespace, pod["metadata"]["name"], 0)
     wait_for(lambda: any(c["kind"] == "Deployment" for c in children()), what="the Deployment")
 
     live_serve = cluster.snapshot(labels.PLURAL, labels.GROUP)[0]

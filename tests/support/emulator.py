@@ -12,6 +12,9 @@ request itself, from an in-memory store, with the API server's rules:
 - merge patch and JSON patch (strategic-merge and apply patches answer 415, so code that
   relies on them fails loudly here instead of passing by accident), PUT;
 - ``status`` subresources (main writes ignore status, status writes ignore the rest);
+- a CRD's ``scale`` subresource (GET, merge PATCH and PUT of an ``autoscaling/v1`` Scale; only
+  ``spec.replicas`` reaches the object, at the CRD's ``specReplicasPath``), as ``kubectl
+  scale`` uses it;
 - resource quantities (``limits``/``requests``) stored and returned as strings;
 - label selectors, ``metadata.name``/``metadata.namespace`` field selectors, ``kind`` on lists;
 - watch from a ``resourceVersion`` (replayed from history; 410 when it is too old);
@@ -30,7 +33,8 @@ With ``refuse_unversioned_watches``, a watch opened without a ``resourceVersion`
 with a single ``ERROR`` event, as some API servers do, for testing clients that must list first.
 
 Not emulated: schema validation and defaulting (so no defaulted fields appear on created
-objects: a Job gets no generated ``spec.selector``), admission, the scale subresource,
+objects: a Job gets no generated ``spec.selector``), admission, the scale subresource of
+built-in kinds,
 server-side apply, strategic-merge patch, Events from controllers, CRD deletion waiting for its
 objects' finalizers (they are removed at once).
 """
@@ -77,6 +81,8 @@ class Kind:
     namespaced: bool = True
     subresources: frozenset[str] = frozenset()
     short_names: tuple[str, ...] = ()
+    # A CRD's scale subresource: (specReplicasPath, statusReplicasPath, labelSelectorPath).
+    scale: tuple[str, str, str | None] | None = None
 
     @property
     def api_version(self) -> str:
@@ -106,6 +112,7 @@ BUILTIN_KINDS = (
     _builtin("apps/v1", "deployments", "Deployment", status=True),
     _builtin("apps/v1", "replicasets", "ReplicaSet", status=True),
     _builtin("batch/v1", "jobs", "Job", status=True),
+    _builtin("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", status=True),
     _builtin("rbac.authorization.k8s.io/v1", "roles", "Role"),
     _builtin("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding"),
     _builtin("events.k8s.io/v1", "events", "Event"),
@@ -143,6 +150,29 @@ def _normalize_quantities(node: Any) -> None:
             _normalize_quantities(item)
 
 
+def _scale_paths(version: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    scale = (version.get("subresources") or {}).get("scale")
+    if not isinstance(scale, dict):
+        return None
+    return scale["specReplicasPath"], scale["statusReplicasPath"], scale.get("labelSelectorPath")
+
+
+def _at_path(obj: dict[str, Any], path: str) -> Any:
+    """The value at a simple JSON path such as ``.spec.replicas`` (None when absent)."""
+    node: Any = obj
+    for part in path.strip(".").split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _set_path(obj: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.strip(".").split(".")
+    node = obj
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
 def _content(obj: dict[str, Any]) -> dict[str, Any]:
     """What ``generation`` tracks: everything but metadata and status."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
@@ -168,6 +198,7 @@ class RequestRecord:
     path: str
     user_agent: str
     at: float
+    query: str = ""  # the query string (labelSelector, fieldSelector, watch=true, ...)
 
 
 @attrs.define(kw_only=True)
@@ -224,7 +255,11 @@ class Emulator(kmock.KubernetesScaffold):
         path = request.url.path
         self.log.append(
             RequestRecord(
-                request.method.value, path, request.headers.get("User-Agent", ""), time.monotonic()
+                request.method.value,
+                path,
+                request.headers.get("User-Agent", ""),
+                time.monotonic(),
+                request.url.query_string,
             )
         )
         parts = [p for p in path.split("/") if p]
@@ -387,6 +422,8 @@ class Emulator(kmock.KubernetesScaffold):
         method, params = request.method.value.upper(), request.params
         if method == "GET" and params.get("watch") in ("true", "1"):
             return await self._watch(request, kind, namespace, name)
+        if subresource == "scale" and name is not None:
+            return aiohttp.web.json_response(self._serve_scale(kind, namespace, name, request))
         if name is None:
             if method == "GET":
                 return aiohttp.web.json_response(self._list(kind, namespace, params))
@@ -559,6 +596,57 @@ class Emulator(kmock.KubernetesScaffold):
             raise _fail(409, "Conflict", f'the object "{name}" has been modified')
         return self._store(kind, old, copy.deepcopy(body), subresource)
 
+    # --- the scale subresource (CRDs) ------------------------------------------------------------
+
+    def _scale_of(self, kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+        """The autoscaling/v1 Scale the API server shows for a custom object."""
+        assert kind.scale is not None
+        spec_path, status_path, selector_path = kind.scale
+        meta = obj["metadata"]
+        status: dict[str, Any] = {"replicas": _at_path(obj, status_path) or 0}
+        selector = _at_path(obj, selector_path) if selector_path else None
+        if selector:
+            status["selector"] = selector
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
+            "spec": {"replicas": _at_path(obj, spec_path) or 0},
+            "status": status,
+        }
+
+    def _serve_scale(
+        self, kind: Kind, namespace: str | None, name: str, request: kmock.Request
+    ) -> dict[str, Any]:
+        """GET, PATCH (merge) and PUT of ``/scale``: only ``spec.replicas`` reaches the object,
+        at the CRD's ``specReplicasPath``."""
+        if kind.scale is None:
+            raise _fail(404, "NotFound", f"{kind.plural} has no scale subresource")
+        obj = self._read(kind, namespace, name)
+        method = request.method.value.upper()
+        if method == "GET":
+            return self._scale_of(kind, obj)
+        current = self._scale_of(kind, obj)
+        if method == "PATCH":
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type != "application/merge-patch+json" or not isinstance(request.data, dict):
+                raise _fail(415, "UnsupportedMediaType", "scale: the emulator takes merge patches")
+            wanted = merge_patch(current, request.data)
+        elif method == "PUT" and isinstance(request.data, dict):
+            wanted = request.data
+        else:
+            raise _fail(405, "MethodNotAllowed", f"{method} is not supported on scale")
+        replicas = (wanted.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise _fail(422, "Invalid", "spec.replicas: must be a non-negative integer")
+        new = copy.deepcopy(obj)
+        _set_path(new, kind.scale[0], replicas)
+        return self._scale_of(kind, self._store(kind, obj, new, None))
+
     @staticmethod
     def _propagation(kind: Kind, options: dict[str, Any]) -> str:
         policy = options.get("propagationPolicy")
@@ -632,6 +720,7 @@ class Emulator(kmock.KubernetesScaffold):
             kind=names.get("kind", ""),
             namespaced=spec.get("scope", "Namespaced") == "Namespaced",
             subresources=frozenset((version.get("subresources") or {}).keys()),
+            scale=_scale_paths(version),
             short_names=tuple(names.get("shortNames") or ()),
         )
         now = self.clock.stamp()

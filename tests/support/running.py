@@ -22,9 +22,16 @@ class OperatorThread:
     ``reconciler`` (the operator's whole state), which tests read to see what it processed.
     """
 
-    def __init__(self, config: OperatorConfig, *, timeouts: Timeouts | None = None) -> None:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        *,
+        timeouts: Timeouts | None = None,
+        metrics_port: int | None = None,
+    ) -> None:
         self.config = config
         self.timeouts = timeouts or Timeouts()
+        self.metrics_port = metrics_port  # serve /metrics on 127.0.0.1:PORT
         self.reconciler: Reconciler | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -44,6 +51,8 @@ class OperatorThread:
                 reconciler=self.reconciler,
                 stop_flag=self._stop,
                 ready_flag=ready,
+                metrics_port=self.metrics_port,
+                metrics_address="127.0.0.1",
             )
         except BaseException as exc:  # surfaced by start()/stop()
             self.error = exc

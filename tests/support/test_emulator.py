@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import kubernetes
 import pytest
 
 from support import EmulatedCluster
-from support.rawapi import Api
+from support.rawapi import MERGE, Api
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -245,3 +246,35 @@ def test_unversioned_watches_can_be_refused(tmp_path: Path) -> None:
         api("POST", CONFIGMAPS, {"metadata": {"name": "b"}})
         events = api.lines(f"{CONFIGMAPS}?watch=true&resourceVersion={version}&timeoutSeconds=1")
         assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "b")]
+
+
+def test_a_crd_scale_subresource_reads_and_writes_only_the_replicas(
+    cluster: EmulatedCluster,
+) -> None:
+    """What `kubectl scale` and autoscalers use: an autoscaling/v1 Scale over the CRD's paths."""
+    api = Api(cluster.url)
+    crd = copy.deepcopy(CRD)
+    crd["metadata"]["name"] = "gadgets.example.dev"
+    crd["spec"]["names"] = {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"}
+    crd["spec"]["versions"][0]["subresources"]["scale"] = {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    assert api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)[0] == 201
+    gadgets = "/apis/example.dev/v1/namespaces/ns/gadgets"
+    api("POST", gadgets, {"metadata": {"name": "g"}, "spec": {"replicas": 1, "size": 4}})
+    api("PATCH", f"{gadgets}/g/status", {"status": {"replicas": 1, "selector": "a=b"}}, MERGE)
+    scale = api.get(f"{gadgets}/g/scale")
+    assert (scale["kind"], scale["spec"], scale["status"]) == (
+        "Scale",
+        {"replicas": 1},
+        {"replicas": 1, "selector": "a=b"},
+    )
+    code, scale = api("PATCH", f"{gadgets}/g/scale", {"spec": {"replicas": 3}}, MERGE)
+    assert code == 200 and scale["spec"] == {"replicas": 3}
+    obj = api.get(f"{gadgets}/g")
+    assert obj["spec"] == {"replicas": 3, "size": 4} and obj["status"]["replicas"] == 1
+    assert obj["metadata"]["generation"] == 2
+    assert api("PATCH", f"{gadgets}/g/scale", {"spec": {"replicas": -1}}, MERGE)[0] == 422
+    assert api("GET", f"{WIDGETS}/none/scale")[0] == 404  # widgets have no scale subresource

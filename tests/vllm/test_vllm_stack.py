@@ -13,15 +13,20 @@ so this is the same server a `seed` or `stock` SmolServe runs, at 5 server start
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
 import vmatrix as mx
 from openai import OpenAI
+from prometheus_client.parser import text_string_to_metric_families
 from vfailures import expected_failures
 from vpool import ADAPTER_NAME, SERVED_NAME, ServerKey, ServerPool, template_text
 from vreport import render_compatibility
 from vstack import http_json
+
+from chart import dashboard as dash
+from smolserve.manifests.autoscaling import VLLM_SERIES
 
 pytestmark = pytest.mark.vllm
 
@@ -92,6 +97,23 @@ def test_lora_adapter_listed_under_parent_and_served(servers: ServerPool) -> Non
     assert answer.model == ADAPTER_NAME
     assert answer.choices[0].finish_reason in ("stop", "length")
     assert answer.usage.completion_tokens > 0
+
+
+def test_the_dashboard_and_the_autoscalers_read_series_this_vllm_serves(
+    servers: ServerPool,
+) -> None:
+    """Every vLLM series the chart's Grafana dashboard and the autoscalers query is one this
+    real vLLM 0.32 serves at /metrics (after the requests above), with the labels they use."""
+    server = servers.get(DEFAULT)
+    with urllib.request.urlopen(f"{server.base_url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    served = dash.sample_names(text)
+    wanted = dash.series(dash.load(), "vllm:") | set(VLLM_SERIES.values())
+    assert wanted and not wanted - served, f"not served by vLLM: {sorted(wanted - served)}"
+    # The dashboard groups requests by finish reason; the picker reads the loaded adapters.
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert any("finished_reason" in s.labels for s in families["vllm:request_success"].samples)
+    assert "vllm:lora_requests_info" in served
 
 
 def test_server_renders_tool_history_as_the_fixed_template(servers: ServerPool, assets) -> None:

@@ -28,11 +28,13 @@ TEMPLATE_MOUNT = "/etc/smolserve/template/"
 PARSERS_MOUNT = "/etc/smolserve/parsers/"
 MODELS_MOUNT = "/models/"
 ADAPTERS_MOUNT = "/adapters/"
+GUARD_MOUNT = "/etc/smolserve/guard/"  # dynamic LoRA: the adapter guard middleware
+AGENT_RUN_MOUNT = "/run/smolserve/"  # dynamic LoRA: the agent's token for the guard
 
 # Flags only a CPU test run needs; they come after the operator's args, so they win. The engine
 # runs in the API server's process (with SERVER_ENV's VLLM_ENABLE_V1_MULTIPROCESSING=0): two fewer
 # Python processes to start, which saves ~15 s per server on 2 cores; parsing is unaffected.
-TEST_ONLY_FLAGS = [
+CPU_FLAGS = [
     "--distributed-executor-backend",
     "uni",
     "--enforce-eager",
@@ -42,9 +44,12 @@ TEST_ONLY_FLAGS = [
     "2048",
     "--max-num-seqs",
     "4",
-    "--structured-outputs-config",
-    '{"enable_in_reasoning": true}',
 ]
+# Structured outputs inside reasoning, so the matrix can force reasoning text. It changes what
+# every reasoning request with structured outputs gets, so production never runs with it, and
+# neither do the smoke battery's servers (test_smoke.py).
+FORCE_IN_REASONING = ["--structured-outputs-config", '{"enable_in_reasoning": true}']
+TEST_ONLY_FLAGS = [*CPU_FLAGS, *FORCE_IN_REASONING]
 
 SERVER_ENV = {
     "VLLM_HOST_IP": "127.0.0.1",
@@ -135,9 +140,14 @@ def server_command(
     mounts: Mapping[str, Path],
     port: int,
     extra_flags: Sequence[str] = (),
+    *,
+    force_in_reasoning: bool = True,
+    host: str = "127.0.0.1",
 ) -> list[str]:
     """The local command line for the Deployment's vLLM container: its own module and args,
-    this interpreter, localized mount paths, then the test-only flags and `extra_flags`."""
+    this interpreter, localized mount paths, then the test-only flags (without
+    `FORCE_IN_REASONING` when `force_in_reasoning` is false) and `extra_flags`. `host` 0.0.0.0
+    also listens on this machine's other addresses (the Service's path)."""
     container = vllm_container(deployment)
     command = list(container["command"])
     if command[0].startswith("python"):
@@ -145,13 +155,25 @@ def server_command(
     return [
         *command,
         *localize(container.get("args", []), mounts),
-        *TEST_ONLY_FLAGS,
+        *(TEST_ONLY_FLAGS if force_in_reasoning else CPU_FLAGS),
         *extra_flags,
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
     ]
+
+
+def server_env(deployment: Mapping[str, Any], mounts: Mapping[str, Path]) -> dict[str, str]:
+    """The vLLM container's literal environment, mount paths localized (HOME and HF_HOME stay
+    this machine's; values from Secrets or fields do not exist here)."""
+    env = {}
+    for var in vllm_container(deployment).get("env") or []:
+        if "value" in var and var["name"] not in ("HOME", "HF_HOME"):
+            value = var["value"]
+            exact = mounts.get(value + "/")  # a mount point itself, e.g. PYTHONPATH
+            env[var["name"]] = str(exact) if exact else localize([value], mounts)[0]
+    return env
 
 
 def free_port() -> int:

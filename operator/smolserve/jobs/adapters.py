@@ -32,21 +32,26 @@ def parse_adapter(item: str) -> LoraAdapter:
     return adapter
 
 
-def fetch_adapter(adapter: LoraAdapter, dest: Path) -> Path:
-    """Download one adapter and link ``dest/<name>`` to it; returns the link."""
+def download_snapshot(adapter: LoraAdapter, cache_dir: Path) -> Path:
+    """Download an ``hf://repo@rev`` adapter into a hub cache; returns its snapshot directory
+    (one per commit, so a new revision is a new path). One-line ``SmolserveError`` on failure."""
     from huggingface_hub import snapshot_download
 
     repo, revision = adapter.hf_repo
     try:
-        snapshot = Path(
-            snapshot_download(repo_id=repo, revision=revision, cache_dir=dest / CACHE_SUBDIR)
-        )
+        return Path(snapshot_download(repo_id=repo, revision=revision, cache_dir=cache_dir))
     except Exception as exc:  # the hub raises many types; one line, never the token
         first = (str(exc).splitlines() or [""])[0]
         raise SmolserveError(
             f"adapter {adapter.name}: cannot download {repo}@{revision}: "
             f"{type(exc).__name__}: {first}"
         ) from exc
+
+
+def fetch_adapter(adapter: LoraAdapter, dest: Path) -> Path:
+    """Download one adapter and link ``dest/<name>`` to it; returns the link."""
+    repo, revision = adapter.hf_repo
+    snapshot = download_snapshot(adapter, dest / CACHE_SUBDIR)
     link = dest / adapter.name
     if link.is_symlink() or link.exists():
         link.unlink()

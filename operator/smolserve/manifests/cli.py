@@ -134,7 +134,11 @@ def render(
                 f"'{PENDING}' stands in for it below"
             )
         inputs = template_inputs_hash(spec, config, source_sha256=source)
-        desired = desired_state(spec, config, inputs_hash=inputs, template=template)
+        # Until a template is known, a Job publishes one (with its RBAC); a known template
+        # means the operator has nothing to publish.
+        desired = desired_state(
+            spec, config, inputs_hash=inputs, template=template, publishing=not template_configmap
+        )
         out.append("\n".join(notes) + "\n" + _dump(desired.objects()))
     return "---\n".join(out)
 

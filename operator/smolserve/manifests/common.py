@@ -34,19 +34,27 @@ TEMPLATE = "template"
 PARSERS = "parsers"
 
 
+ADAPTER_GUARD_FILE = "adapter_guard.py"
+
+
+def _read_plugin(filename: str) -> str:
+    return resources.files("smolserve.plugins").joinpath(filename).read_text(encoding="utf-8")
+
+
 def _read_parser_plugin() -> str:
-    return (
-        resources.files("smolserve.plugins")
-        .joinpath(PARSER_PLUGIN_FILE)
-        .read_text(encoding="utf-8")
-    )
+    return _read_plugin(PARSER_PLUGIN_FILE)
+
+
+def _read_adapter_guard() -> str:
+    return _read_plugin(ADAPTER_GUARD_FILE)
 
 
 @dataclass(frozen=True)
 class OperatorConfig:
     """Settings that are the operator's, not any one SmolServe's.
 
-    ``parser_plugin`` is the plugin's source text, read once here so the builders stay pure.
+    ``parser_plugin`` and ``adapter_guard`` are the vLLM plugins' source texts, read once here
+    so the builders stay pure.
     """
 
     job_image: str = f"ghcr.io/smolserve/template-job:{__version__}"
@@ -54,6 +62,7 @@ class OperatorConfig:
     job_ttl_seconds: int = 3600
     job_active_deadline_seconds: int = 1800
     parser_plugin: str = field(default_factory=_read_parser_plugin, repr=False)
+    adapter_guard: str = field(default_factory=_read_adapter_guard, repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:

@@ -14,6 +14,8 @@ import json
 from typing import Any
 
 from smolserve import labels
+from smolserve.manifests import lora
+from smolserve.manifests.autoscaling import enabled_autoscaling
 from smolserve.manifests.common import (
     ADAPTERS_DIR,
     CACHE_DIR,
@@ -104,7 +106,9 @@ def vllm_args(spec: SmolServeSpec) -> list[str]:
             args += ["--reasoning-parser-plugin", PLUGIN_PATH]
     if spec.thinking_default == "noThink":
         args += ["--default-chat-template-kwargs", json.dumps({"enable_thinking": False})]
-    if spec.lora.enabled:
+    if spec.lora.dynamic:
+        args += lora.dynamic_vllm_args(spec)
+    if spec.lora.static:
         args += [
             "--enable-lora",
             "--max-lora-rank", str(spec.lora.max_rank),
@@ -151,11 +155,12 @@ def _probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[str,
 
 
 def _adapter_volumes(spec: SmolServeSpec) -> tuple[list[dict], list[dict], list[str]]:
-    """Volumes, vLLM mounts, and the ``name=hf://…`` arguments for the fetch init container."""
+    """Volumes, vLLM mounts, and the ``name=hf://…`` arguments for the fetch init container
+    (static mode; ``lora.dynamic_volumes`` has dynamic mode's)."""
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     fetch: list[str] = []
-    for adapter in spec.lora.adapters:
+    for adapter in spec.lora.adapters if spec.lora.static else ():
         if adapter.kind == "hf":
             fetch.append(f"{adapter.name}={adapter.source}")
         else:
@@ -195,7 +200,8 @@ def build_deployment(
         {"name": "HOME", "value": CACHE_DIR},
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
         *hub_token_env(spec),
-        *copy.deepcopy(list(spec.engine.env)),
+        *(lora.dynamic_vllm_env() if spec.lora.dynamic else []),
+        *copy.deepcopy(list(spec.engine.env)),  # last: the user's value wins where allowed
     ]
     volumes: list[dict[str, Any]] = [
         {
@@ -231,6 +237,9 @@ def build_deployment(
     adapter_volumes, adapter_mounts, fetch = _adapter_volumes(spec)
     volumes += adapter_volumes
     mounts += adapter_mounts
+    if spec.lora.dynamic:
+        volumes += lora.dynamic_volumes(spec, config)
+        mounts += lora.vllm_mounts(spec)
 
     container = {
         "name": "vllm",
@@ -295,12 +304,14 @@ def build_deployment(
     if spec.runtime_class_name:
         pod_spec["runtimeClassName"] = spec.runtime_class_name
 
+    # Under an autoscaler the replicas are its own: the Deployment's spec leaves them out.
+    replicas = {} if enabled_autoscaling(spec) else {"replicas": spec.replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": child_metadata(spec, spec.name, SERVER),
         "spec": {
-            "replicas": spec.replicas,
+            **replicas,
             "revisionHistoryLimit": TEMPLATE_HISTORY,
             "selector": {"matchLabels": selector_labels(spec.name)},
             "strategy": {

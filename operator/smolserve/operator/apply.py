@@ -21,6 +21,12 @@ _APPLIED_META = ("labels", "annotations", "ownerReferences")
 
 # Maps of resource quantities: the API server returns them in canonical form ("0.5" → "500m").
 _QUANTITY_MAPS = ("limits", "requests")
+# Fields the operator may stop setting without removing them, because another controller
+# takes them over: an autoscaler owns a Deployment's replicas once autoscaling is on. Removing
+# the field would reset it to the API server's default (1 replica) before the new owner acts.
+RELEASED_WHEN_DROPPED: dict[str, frozenset[tuple[str, ...]]] = {
+    "Deployment": frozenset({("spec", "replicas")}),
+}
 
 
 def _same_quantity(live: Any, desired: Any) -> bool:
@@ -83,14 +89,20 @@ def _last_applied(live: dict[str, Any]) -> dict[str, Any]:
 
 
 def _diff(
-    last: Any, desired: dict[str, Any], live: Any, quantities: bool = False
+    last: Any,
+    desired: dict[str, Any],
+    live: Any,
+    quantities: bool = False,
+    released: frozenset[tuple[str, ...]] = frozenset(),
+    path: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     last = last if isinstance(last, dict) else {}
     live = live if isinstance(live, dict) else {}
     patch: dict[str, Any] = {}
     for key, value in desired.items():
         if isinstance(value, dict) and isinstance(live.get(key), dict):
-            sub = _diff(last.get(key), value, live[key], quantities or key in _QUANTITY_MAPS)
+            in_quantities = quantities or key in _QUANTITY_MAPS
+            sub = _diff(last.get(key), value, live[key], in_quantities, released, (*path, key))
             if sub:
                 patch[key] = sub
         elif not contains(live.get(key), value, quantities=quantities) or (
@@ -98,12 +110,17 @@ def _diff(
         ):
             patch[key] = value
     for key in last:
-        if key not in desired and key in live:
+        if key not in desired and key in live and (*path, key) not in released:
             patch[key] = None
     return patch
 
 
 def merge_patch_for(desired: dict[str, Any], live: dict[str, Any]) -> dict[str, Any] | None:
-    """The merge patch from ``live`` to ``desired`` (None when there is nothing to change)."""
-    patch = _diff(_last_applied(live), applied_view(desired), live)
+    """The merge patch from ``live`` to ``desired`` (None when there is nothing to change).
+
+    A field in ``RELEASED_WHEN_DROPPED`` that the desired object no longer sets is left as it
+    is on the live object (and drops out of the last-applied record, so it stays unowned).
+    """
+    released = RELEASED_WHEN_DROPPED.get(desired.get("kind", ""), frozenset())
+    patch = _diff(_last_applied(live), applied_view(desired), live, released=released)
     return patch or None

@@ -10,60 +10,36 @@ Every trigger runs the same ``Reconciler.reconcile`` for one SmolServe:
 
 Index functions are async and do no I/O (no thread hop per watch event); the reconcile does
 I/O and runs in a thread. kopf retries the SmolServe's own handlers itself; the other triggers
-retry here, with growing pauses, for as long as the API keeps failing: giving up would leave
-the SmolServe unreconciled until its next event, which may never come.
+go through ``Reconciler.submit``, which coalesces them and retries, with growing pauses (or the
+server's ``Retry-After``), for as long as the API keeps failing: giving up would leave the
+SmolServe unreconciled until its next event, which may never come.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import logging
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from smolserve import labels
 from smolserve.kinds import CHILDREN, SMOLSERVE
+from smolserve.operator.agents import pod_projection
 from smolserve.operator.kube import ApiError
-from smolserve.operator.overlay import Key
 from smolserve.operator.runtime import (
+    PODS_INDEX,
     SERVES_INDEX,
     SOURCE_LABEL,
     SOURCES_INDEX,
     Reconciler,
     children_index,
+    retry_delay,
     text_hashes,
 )
 
-logger = logging.getLogger("smolserve.operator")
-
-# Seconds between retries of a reconcile that a child's or a source's event triggered; the
-# last one repeats (a deleted SmolServe ends the retries: its reconcile is then a no-op).
-RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
+SERVER_COMPONENT = "server"  # app.kubernetes.io/component of the vLLM pods
 # Seconds before kopf runs the SmolServe's own handler again after an API error.
 HANDLER_RETRY_DELAY = 5
-
-
-def retry_delay(exc: ApiError, planned: float) -> float:
-    """The pause before the next try: the planned one, or longer if the server asked."""
-    return max(planned, exc.retry_after or 0.0)
-
-
-async def reconcile_with_retries(
-    reconciler: Reconciler, key: Key, indexes: Mapping[str, Any]
-) -> None:
-    """Reconcile in a thread; on an API error, try again after a pause, until it succeeds."""
-    for attempt in itertools.count():
-        try:
-            await asyncio.to_thread(reconciler.reconcile, key, indexes)
-            return
-        except ApiError as exc:
-            delay = retry_delay(exc, RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
-            logger.warning("reconciling %s/%s failed (%s); retrying in %g s", *key, exc, delay)
-            await asyncio.sleep(delay)
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
@@ -89,10 +65,11 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     async def index_child(namespace: str, body: kopf.Body, **_: Any) -> dict:
         return {(namespace, body["metadata"]["labels"][labels.SERVE]): dict(body)}
 
-    async def on_child(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
+    async def on_child(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
         key = (namespace, body["metadata"]["labels"][labels.SERVE])
-        if not reconciler.overlay.is_echo(key, body):
-            await reconcile_with_retries(reconciler, key, kwargs)
+        deleted = type == "DELETED"
+        if not reconciler.overlay.is_echo(key, body, deleted=deleted):
+            await reconciler.submit(key, kwargs, after_deletion=deleted)
 
     for child in CHILDREN:
         resource = (child.group, child.version, child.plural)
@@ -104,6 +81,27 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     # operator keeps per SmolServe and its threads, for leak checks from outside the process.
     kopf.on.probe(id="tracked", registry=registry)(lambda **_: reconciler.tracked())
     kopf.on.probe(id="threads", registry=registry)(lambda **_: threading.active_count())
+    # The vLLM pods, as small projections (whose agent's report is current); only a pod's
+    # deletion triggers a reconcile (its report is then removed): a rollout's progress shows
+    # in the Deployment's status, and an agent's verdict in its report.
+    pods = ("", "v1", "pods")
+    server_pods = {labels.SERVE: kopf.PRESENT, labels.COMPONENT: SERVER_COMPONENT}
+
+    async def index_pod(namespace: str, body: kopf.Body, **_: Any) -> dict:
+        return {(namespace, body["metadata"]["labels"][labels.SERVE]): pod_projection(body)}
+
+    async def on_pod(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
+        if type == "DELETED":
+            key = (namespace, body["metadata"]["labels"][labels.SERVE])
+            await reconciler.submit(key, kwargs, after_deletion=True)
+
+    kopf.index(*pods, id=PODS_INDEX, labels=server_pods, registry=registry)(index_pod)
+    kopf.on.event(*pods, id="pod-gone", labels=server_pods, registry=registry)(on_pod)
+
+    def on_cleanup(**_: Any) -> None:
+        reconciler.close()
+
+    kopf.on.cleanup(id="stop-timers", registry=registry)(on_cleanup)
 
     source_labels = {SOURCE_LABEL[0]: SOURCE_LABEL[1], labels.SERVE: kopf.ABSENT}
 
@@ -112,7 +110,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
 
     async def on_source(namespace: str, name: str, **kwargs: Any) -> None:
         for key in reconciler.referrers(namespace, name):
-            await reconcile_with_retries(reconciler, key, kwargs)
+            await reconciler.submit(key, kwargs)
 
     configmaps = ("", "v1", "configmaps")
     kopf.index(*configmaps, id=SOURCES_INDEX, labels=source_labels, registry=registry)(index_source)

@@ -98,10 +98,15 @@ class Overlay:
                 return serve
         return {**serve, "status": {**(serve.get("status") or {}), **written}}
 
-    def is_echo(self, key: Key, body: Mapping[str, Any]) -> bool:
-        """Whether a watch event shows exactly this operator's last write of that object."""
+    def is_echo(self, key: Key, body: Mapping[str, Any], *, deleted: bool = False) -> bool:
+        """Whether a watch event shows exactly this operator's last write of that object (for
+        a deletion: that this operator deleted it)."""
+        ref = Ref.of(dict(body))
         with self._guard:
-            written = self._objects.get(key, {}).get(Ref.of(dict(body)))
+            records = self._objects.get(key, {})
+            if deleted:
+                return ref in records and records[ref] is None
+            written = records.get(ref)
         return written is not None and resource_version(written) == resource_version(body)
 
     def forget(self, key: Key) -> None:

@@ -17,7 +17,11 @@ the Events to post. It runs in named steps:
 4. **prune**: the newest ``TEMPLATE_HISTORY`` template ConfigMaps are kept (the one in use and
    the ready one always), finished Jobs of other inputs and children no longer desired are
    deleted, and nothing the live Deployment mounts is ever deleted;
-5. **status**: conditions and Events from what the steps found (``status.Findings``, built once).
+5. **status**: conditions and Events from what the steps found (``status.Findings``, built once);
+   the autoscaler's and the InferencePool's from ``fleet.fleet_findings``.
+
+Kinds of other projects that the cluster does not serve (``Observed.unserved``: KEDA's
+ScaledObject, the InferencePool) are never written; their condition says so.
 
 Only children whose controller ownerReference is this SmolServe's uid are acted on. Objects
 that carry its label but belong to someone else (typically the children of a deleted SmolServe
@@ -28,11 +32,12 @@ deleted: a desired object whose name they hold waits for them to go.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smolserve import labels
+from smolserve.agent.report import agent_status_name
 from smolserve.kinds import Ref, creation_order
 from smolserve.manifests import (
     TEMPLATE_HISTORY,
@@ -47,10 +52,17 @@ from smolserve.manifests import (
     template_inputs_hash,
     template_job_name,
 )
+from smolserve.manifests.agent import AGENT, has_agent
+from smolserve.manifests.autoscaling import AUTOSCALER, enabled_autoscaling
 from smolserve.manifests.common import PARSERS, TEMPLATE
+from smolserve.manifests.lora import GUARD_COMPONENT
+from smolserve.manifests.routing import ROUTING
 from smolserve.manifests.template import published_inputs
+from smolserve.operator import agents, rollout
 from smolserve.operator import status as st
+from smolserve.operator.adapters import adapter_findings
 from smolserve.operator.apply import merge_patch_for, with_last_applied
+from smolserve.operator.fleet import fleet_findings
 from smolserve.spec import SmolServeSpec, SpecError, load_spec
 
 # A template Job that succeeded this long ago while its ConfigMap does not exist: the
@@ -76,6 +88,9 @@ class Observed:
     foreign: list[dict[str, Any]] = field(default_factory=list)  # labelled, owned by another
     source: SourceState | None = None  # only with template.source configMap
     job_messages: dict[str, str] = field(default_factory=dict)  # failed Job → its pod's message
+    pods: list[dict[str, Any]] = field(default_factory=list)  # server pods (agents.pod_projection)
+    # Kinds of other projects (``kinds.OPTIONAL_CHILDREN``) this cluster does not serve.
+    unserved: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -86,6 +101,7 @@ class Plan:
     findings: st.Findings | None = None
     status: dict[str, Any] | None = None
     events: list[st.Event] = field(default_factory=list)
+    recheck_after: float | None = None  # plan again in this many seconds (a deadline falls due)
 
     @property
     def writes(self) -> int:
@@ -292,10 +308,12 @@ def _children(
     live: Live,
     template: TemplateFindings,
     blocked: set[Ref],
+    annotations: Mapping[str, str | None] | None = None,
+    unserved: frozenset[str] = frozenset(),
 ) -> dict[str, Any] | None:
     """Steps 2 and 3: every desired object; returns the Deployment as it will be."""
-    for obj in desired.children:
-        if Ref.of(obj) not in blocked:
+    for obj in (*desired.job_rbac, *desired.children):
+        if Ref.of(obj) not in blocked and obj["kind"] not in unserved:
             _ensure(result, obj, live.get(obj))
     job = desired.job
     if job is not None and template.ready is None and Ref.of(job) not in blocked:
@@ -305,10 +323,40 @@ def _children(
             result.create.append(with_last_applied(job))
     deployment = live.deployment
     wanted = desired.deployment
-    if wanted is not None and Ref.of(wanted) not in blocked and _ensure(result, wanted, deployment):
-        deployment = _projected(wanted, deployment, result)
+    if wanted is not None and Ref.of(wanted) not in blocked:
+        if _ensure(result, wanted, deployment):
+            deployment = _projected(wanted, deployment, result)
+        _annotate(result, wanted, deployment, annotations or {})
     result.create.sort(key=lambda obj: creation_order(obj["kind"]))
     return deployment
+
+
+def _annotate(
+    result: Plan,
+    wanted: dict[str, Any],
+    deployment: dict[str, Any] | None,
+    annotations: Mapping[str, str | None],
+) -> None:
+    """Write the rollout's Deployment annotations (outside the last-applied record, so the
+    pod template it remembers is not stored twice), in the same write as the rest if any."""
+    live = ((deployment or {}).get("metadata") or {}).get("annotations") or {}
+    changes = {k: v for k, v in annotations.items() if live.get(k) != v}
+    if not changes:
+        return
+    ref = Ref.of(wanted)
+    for obj in result.create:
+        if Ref.of(obj) == ref:
+            meta = obj["metadata"]
+            added = {k: v for k, v in changes.items() if v is not None}
+            meta["annotations"] = {**(meta.get("annotations") or {}), **added}
+            return
+    for index, (patched, body) in enumerate(result.patch):
+        if patched == ref:
+            meta = body.setdefault("metadata", {})
+            meta["annotations"] = {**(meta.get("annotations") or {}), **changes}
+            result.patch[index] = (patched, body)
+            return
+    result.patch.append((ref, {"metadata": {"annotations": dict(changes)}}))
 
 
 def _projected(
@@ -318,16 +366,30 @@ def _projected(
     if live is None:
         return {**desired, "metadata": {**desired["metadata"], "generation": 1}}
     generation = live["metadata"].get("generation", 0)
-    if "spec" not in result.patch[-1][1]:
+    if "spec" not in next(body for ref, body in result.patch if ref == Ref.of(desired)):
         return live
+    spec = desired["spec"]
+    if "replicas" not in spec and "replicas" in (live.get("spec") or {}):
+        spec = {**spec, "replicas": live["spec"]["replicas"]}  # the autoscaler's, kept
     return {
         **live,
-        "spec": desired["spec"],
+        "spec": spec,
         "metadata": {**live["metadata"], "generation": generation + 1},
     }
 
 
 # --- 4. prune ------------------------------------------------------------------------------------
+
+# Kinds whose owned objects go as soon as the desired state no longer lists them.
+PRUNED_WHEN_UNWANTED = ("ServiceAccount", "Role", "RoleBinding")
+
+
+# The autoscaler and the pool: one of each kind at most, deleted when no longer desired.
+_FLEET_KINDS = (
+    ("HorizontalPodAutoscaler", AUTOSCALER),
+    ("ScaledObject", AUTOSCALER),
+    ("InferencePool", ROUTING),
+)
 
 
 def _prune(
@@ -336,8 +398,9 @@ def _prune(
     live: Live,
     template: TemplateFindings,
     deployment: dict[str, Any] | None,
+    keep: frozenset[str] = frozenset(),
 ) -> None:
-    mounted = mounted_configmaps(live.deployment) | mounted_configmaps(deployment)
+    mounted = mounted_configmaps(live.deployment) | mounted_configmaps(deployment) | keep
     wanted = {Ref.of(obj) for obj in desired.objects()}
     templates = live.of_kind("ConfigMap", TEMPLATE)
     # The templates in use (before and after this plan) and the ready one, then the newest.
@@ -351,12 +414,27 @@ def _prune(
     result.delete += [
         Ref.of(cm) for cm in templates if cm["metadata"]["name"] not in keep | mounted
     ]
-    # Parser-plugin ConfigMaps of another plugin version, or of a spec that needs none.
-    result.delete += [
-        Ref.of(cm)
-        for cm in live.of_kind("ConfigMap", PARSERS)
-        if Ref.of(cm) not in wanted and cm["metadata"]["name"] not in mounted
+    # Plugin ConfigMaps (parser, adapter guard) of another version, or of a spec that needs
+    # none; the template Job's RBAC once no Job has to publish a template.
+    unwanted = [
+        *live.of_kind("ConfigMap", PARSERS),
+        *live.of_kind("ConfigMap", GUARD_COMPONENT),
+        *(obj for kind in PRUNED_WHEN_UNWANTED for obj in live.of_kind(kind, TEMPLATE)),
     ]
+    result.delete += [
+        Ref.of(obj)
+        for obj in unwanted
+        if Ref.of(obj) not in wanted and obj["metadata"]["name"] not in mounted
+    ]
+    # The agent's ConfigMaps and RBAC, once no pod template of the Deployment has the agent
+    # (a pod rolling away from it still reads its config and writes its report).
+    if not any(has_agent(d) for d in (live.deployment, deployment)):
+        result.delete += [
+            Ref.of(obj)
+            for kind in ("ConfigMap", *PRUNED_WHEN_UNWANTED)
+            for obj in live.of_kind(kind, AGENT)
+            if Ref.of(obj) not in wanted
+        ]
     if template.inputs is not None:
         result.delete += [
             Ref.of(job)
@@ -364,6 +442,13 @@ def _prune(
             if _labels(job).get(labels.INPUTS_HASH) != template.inputs[:8]
             and job_state(job) != "running"
         ]
+    # An autoscaler or pool the spec no longer asks for (turned off, another engine).
+    result.delete += [
+        Ref.of(obj)
+        for kind, component in _FLEET_KINDS
+        for obj in live.of_kind(kind, component)
+        if Ref.of(obj) not in wanted
+    ]
 
 
 # --- 5. status -----------------------------------------------------------------------------------
@@ -445,21 +530,51 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
             endpoint=previous.get("endpoint"),
             selector=previous.get("selector"),
             model_revision=previous.get("modelRevision"),
+            adapters=previous.get("adapters"),
         )
         return _status(result, previous, generation, now)
 
     spec = observed.spec
     template = _template(spec, observed, live, config, now)
-    desired = desired_state(spec, config, inputs_hash=template.inputs, template=template.served)
+    desired = desired_state(
+        spec,
+        config,
+        inputs_hash=template.inputs,
+        template=template.served,
+        publishing=template.ready is None,
+    )
+    status_cm = next(
+        (
+            cm
+            for cm in live.of_kind("ConfigMap", AGENT)
+            if cm["metadata"]["name"] == agent_status_name(spec.name)
+        ),
+        None,
+    )
+    found = agents.read_agent_reports(status_cm, observed.pods, now)
+    lora = adapter_findings(spec, found.reports, previous.get("adapters"), now)
+    decision = rollout.decide(spec, desired.deployment, live.deployment, found, now)
+    desired = rollout.with_template(desired, decision.template)
     blocking = _blocking(desired, observed.foreign)
-    deployment = _children(result, desired, live, template, {Ref.of(o) for o in blocking})
-    _prune(result, desired, live, template, deployment)
+    blocked = {Ref.of(o) for o in blocking}
+    deployment = _children(
+        result, desired, live, template, blocked, decision.annotations, observed.unserved
+    )
+    _prune(result, desired, live, template, deployment, decision.keep)
+    cleanup = agents.cleanup(status_cm, found)
+    if cleanup is not None:
+        result.patch.append(cleanup)
+    result.recheck_after = _soonest(found.recheck_after, decision.recheck_after)
     waiting = _waiting(blocking, serve)
+    fleet = fleet_findings(spec, observed.children, observed.unserved)
     degraded = (
         template.degraded
         or (waiting if waiting is not None and waiting.type == st.DEGRADED else None)
         or _missing_template(deployment, live, template.ready)
+        or decision.degraded
+        or fleet.degraded
     )
+    autoscaling = enabled_autoscaling(spec)
     result.findings = st.Findings(
         template=template.condition,
         degraded=degraded,
@@ -471,8 +586,20 @@ def plan(observed: Observed, config: OperatorConfig, now: str) -> Plan:
         selector=selector_string(spec.name),
         model_revision=spec.model.revision,
         waiting=waiting if waiting is not None and waiting.type == st.PROGRESSING else None,
+        autoscaler_min=autoscaling.min_replicas if autoscaling is not None else None,
+        fleet=fleet.conditions,
+        smoke=decision.smoke,
+        rollout=decision.status,
+        adapters_ready=lora.condition if lora is not None else None,
+        adapters=lora.status() if lora is not None else None,
+        adapter_events=lora.events if lora is not None else (),
     )
     return _status(result, previous, generation, now)
+
+
+def _soonest(*delays: float | None) -> float | None:
+    known = [d for d in delays if d is not None]
+    return min(known) if known else None
 
 
 def refused(result: Plan, error: str, serve: dict[str, Any], now: str) -> Plan:

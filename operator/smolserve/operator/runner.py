@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 
 from smolserve.manifests import OperatorConfig
+from smolserve.operator.discovery import REFRESH_SECONDS, ServedApis
 from smolserve.operator.handlers import register
 from smolserve.operator.kube import Kube, load_configuration
 from smolserve.operator.runtime import Reconciler
@@ -55,32 +56,48 @@ def run(
     reconciler: Reconciler | None = None,
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
+    metrics_port: int | None = None,
+    metrics_address: str = "0.0.0.0",
 ) -> None:
     """Run the operator until stopped; blocking (it owns the calling thread's event loop).
 
     ``reconciler``: one built by the caller (tests read its progress); else one from the
-    environment (``KUBECONFIG`` or in-cluster), ``config`` and ``timeouts``.
+    environment (``KUBECONFIG`` or in-cluster), ``config`` and ``timeouts``. ``metrics_port``:
+    serve the operator's Prometheus metrics at ``http://ADDRESS:PORT/metrics`` while it runs.
     """
     timeouts = timeouts or Timeouts()
-    reconciler = reconciler or Reconciler(
-        Kube.from_environment(timeout=(timeouts.connect, timeouts.request)),
-        config or OperatorConfig.from_env(),
-    )
+    if reconciler is None:
+        kube = Kube.from_environment(timeout=(timeouts.connect, timeouts.request))
+        # With CRD scanning kopf starts watching a newly installed CRD; look again now and then.
+        apis = ServedApis(kube, refresh_seconds=REFRESH_SECONDS if scanning else None)
+        reconciler = Reconciler(kube, config or OperatorConfig.from_env(), apis=apis)
     # kopf pauses every peer when two share a priority: each process draws its own.
     priority = random.randint(1, 2**31 - 1) if peering else None
-    asyncio.run(
-        kopf.operator(
-            registry=build_registry(reconciler),
-            settings=build_settings(
-                scanning=scanning, timeouts=timeouts, peering_lifetime=peering_lifetime
-            ),
-            standalone=standalone or peering is None,
-            peering_name=peering,
-            priority=priority,
-            liveness_endpoint=liveness,
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
+    server = None
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        server, _ = start_http_server(
+            metrics_port, addr=metrics_address, registry=reconciler.metrics.registry
         )
-    )
+    try:
+        asyncio.run(
+            kopf.operator(
+                registry=build_registry(reconciler),
+                settings=build_settings(
+                    scanning=scanning, timeouts=timeouts, peering_lifetime=peering_lifetime
+                ),
+                standalone=standalone or peering is None,
+                peering_name=peering,
+                priority=priority,
+                liveness_endpoint=liveness,
+                clusterwide=not namespaces,
+                namespaces=list(namespaces),
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
+        )
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

@@ -13,19 +13,26 @@ controller-runtime reconciler does:
    kopf's own retries, possibly over a newer status another reconcile wrote meanwhile) and
    post the Events.
 
-Reads are API calls in two cases only, both rare and remembered: a failed template Job's
-termination message (the pod's, listed once per Job) and a configMap template source that is
-not in the watch cache (to tell "missing" from "not labelled"). At steady state a reconcile
-makes no request at all. Calls for one SmolServe are serialized; different SmolServes run in
+Reads are API calls in three cases only, all rare and remembered: a failed template Job's
+termination message (the pod's, listed once per Job), a configMap template source that is
+not in the watch cache (to tell "missing" from "not labelled"), and API discovery of the
+optional kinds (KEDA, InferencePool) once a spec asks for one (``discovery.py``). At steady
+state a reconcile makes no request at all. Each reconcile ends in one call to the metrics hook
+(``metrics.py``). Calls for one SmolServe are serialized; different SmolServes run in
 parallel (kopf runs synchronous handlers in threads).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import datetime
 import hashlib
+import itertools
+import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,15 +42,28 @@ import kopf
 from smolserve import labels
 from smolserve.kinds import CHILD_KINDS, Ref
 from smolserve.manifests import OperatorConfig
+from smolserve.manifests.autoscaling import enabled_autoscaling
 from smolserve.operator import reconcile
+from smolserve.operator.discovery import ServedApis
 from smolserve.operator.kube import ApiError, Kube
+from smolserve.operator.metrics import OperatorMetrics
 from smolserve.operator.overlay import Key, Overlay, resource_version
-from smolserve.spec import SmolServeSpec
+from smolserve.spec import SmolServeSpec, SpecError
 
 # API answers no retry can fix: bad request, forbidden, invalid.
 PERMANENT = frozenset({400, 403, 422})
+# Seconds between retries of a reconcile that a child's or a source's event triggered; the
+# last one repeats (a deleted SmolServe ends the retries: its reconcile is then a no-op).
+RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
+# How long a reconcile that a child's event asked for waits for more events of the same
+# SmolServe to join it (a Deployment's status moves in several quick steps).
+COALESCE_SECONDS = 0.1
 SERVES_INDEX = "smolserves"
 SOURCES_INDEX = "template-sources"
+logger = logging.getLogger("smolserve.operator")
+PODS_INDEX = "server-pods"  # projections of the SmolServes' vLLM pods (operator/agents.py)
+# How long to wait before retrying a deadline's reconcile that hit a transient API error.
+RECHECK_RETRY_SECONDS = 5.0
 # The label a user's template-source ConfigMap needs for the operator to see it (and its edits).
 SOURCE_LABEL = (labels.PART_OF, labels.APP_NAME)
 
@@ -103,6 +123,11 @@ class Progress:
     events: int
 
 
+def retry_delay(exc: ApiError, planned: float) -> float:
+    """The pause before the next try: the planned one, or longer if the server asked."""
+    return max(planned, exc.retry_after or 0.0)
+
+
 def _values(indexes: Mapping[str, Any], name: str, key: Any) -> list[dict[str, Any]]:
     index = indexes.get(name)
     return list(index.get(key, ())) if index is not None else []
@@ -119,12 +144,34 @@ def termination_message(pods: Iterable[dict[str, Any]]) -> str:
     return ""
 
 
-class Reconciler:
-    """The operator's state between handler calls, and the reconcile itself."""
+def needs_optional_kinds(spec: SmolServeSpec) -> bool:
+    """Whether the spec asks for a kind a cluster may not serve (ScaledObject, InferencePool)."""
+    autoscaling = enabled_autoscaling(spec)
+    pool = spec.inference_pool
+    return (autoscaling is not None and autoscaling.engine == "keda") or (
+        pool is not None and pool.enabled
+    )
 
-    def __init__(self, kube: Kube, config: OperatorConfig) -> None:
+
+class Reconciler:
+    """The operator's state between handler calls, and the reconcile itself.
+
+    ``apis``: which optional kinds the cluster serves (default: discovered once, at first
+    need). ``metrics``: the operator's Prometheus metrics (default: a registry of its own).
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        config: OperatorConfig,
+        *,
+        apis: ServedApis | None = None,
+        metrics: OperatorMetrics | None = None,
+    ) -> None:
         self.kube = kube
         self.config = config
+        self.apis = apis if apis is not None else ServedApis(kube)
+        self.metrics = metrics if metrics is not None else OperatorMetrics()
         self.overlay = Overlay()
         self._locks = KeyedLocks()
         self._guard = threading.Lock()
@@ -133,44 +180,146 @@ class Reconciler:
         self._sources: dict[Key, tuple[str, str]] = {}  # the (namespace, ConfigMap) it reads
         self._progress: dict[Key, Progress] = {}
         self._handled: set[Key] = set()  # its own kopf handler ran (in this process)
+        self._queued: dict[Key, bool] = {}  # a reconcile is queued (any event a deletion?)
+        self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
+        self._incarnation: dict[Key, str | None] = {}  # the uid the state above is about
+        self._rechecks: dict[Key, threading.Timer] = {}  # a deadline to plan again at
+        self._closed = False
 
     # --- the reconcile -----------------------------------------------------------------------
 
-    def reconcile(self, key: Key, indexes: Mapping[str, Any], *, handler: bool = False) -> None:
+    def reconcile(
+        self,
+        key: Key,
+        indexes: Mapping[str, Any],
+        *,
+        handler: bool = False,
+        after_deletion: bool = False,
+    ) -> None:
         """Bring one SmolServe to its desired state (a no-op when it is already there).
 
         ``handler``: called by the SmolServe's own kopf handler (create, update, resume);
-        until that has run once, other triggers wait for it.
+        until that has run once, other triggers wait for it. ``after_deletion``: the trigger
+        was a child's deletion, which is what the garbage collector sends when the SmolServe
+        itself is gone (its cache entry may lag): before writing anything, check.
         """
         with self._locks.hold(key):
             serves = _values(indexes, SERVES_INDEX, key)
             if not serves or serves[0]["metadata"].get("deletionTimestamp"):
                 self.forget(key)
                 return  # deleted: owner references take the children
+            uid = serves[0]["metadata"].get("uid")
+            if self._incarnation.get(key) not in (None, uid):
+                self.forget(key)  # deleted and re-created under its name: start clean
             with self._guard:
+                self._incarnation[key] = uid
                 if handler:
                     self._handled.add(key)
                 elif key not in self._handled:
                     return  # its own handler (create, or resume at start) has not run; it will
             serve = self.overlay.serve(key, serves[0])
-            observed = self._observe(key, serve, indexes)
-            plan = reconcile.plan(observed, self.config, now())
+            started = time.perf_counter()
             try:
-                self._apply(key, plan)
-            except ApiError as exc:
-                if not isinstance(exc, Refused) and exc.status not in PERMANENT:
-                    raise
-                # Nothing but a change (to the spec, a policy, the operator's RBAC) fixes this.
-                plan = reconcile.refused(plan, f"HTTP {exc.status}: {exc}", serve, now())
-            self._report(key, serve, plan)
+                observed = self._observe(key, serve, indexes)
+                plan = reconcile.plan(observed, self.config, now())
+                if after_deletion and plan.writes and not self._still_there(key, serve):
+                    return  # deleted or re-created meanwhile: its own handler has the last word
+                result = "changed" if plan.writes else "unchanged"
+                try:
+                    self._apply(key, plan)
+                except ApiError as exc:
+                    if not isinstance(exc, Refused) and exc.status not in PERMANENT:
+                        raise
+                    # Nothing but a change (to the spec, a policy, the operator's RBAC) fixes it.
+                    plan = reconcile.refused(plan, f"HTTP {exc.status}: {exc}", serve, now())
+                    result = "refused"
+                self._report(key, serve, plan)
+                self._recheck(key, indexes, plan.recheck_after)
+            except ApiError:
+                self.metrics.failed(time.perf_counter() - started)
+                raise
+            self.metrics.reconciled(key, observed, plan, result, time.perf_counter() - started)
             seen = max(map(resource_version, [serve, *observed.children, *observed.foreign]))
             with self._guard:
                 self._progress[key] = Progress(seen, plan.writes, len(plan.events))
 
+    async def submit(
+        self, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool = False
+    ) -> None:
+        """Reconcile for a child's or a template source's event, on kopf's loop.
+
+        Events of one SmolServe that arrive while a reconcile of it is queued join that
+        reconcile, as a controller's work queue de-duplicates keys: the queued reconcile reads
+        the caches when it runs, so it sees every change that came in meanwhile. It runs in a
+        thread; a transient API error is retried after a pause.
+        """
+        if key in self._queued:
+            self._queued[key] |= after_deletion
+            return
+        self._queued[key] = after_deletion
+        try:
+            await asyncio.sleep(COALESCE_SECONDS)
+        finally:
+            after_deletion = self._queued.pop(key)
+        for attempt in itertools.count():
+            try:
+                await asyncio.to_thread(self.reconcile, key, indexes, after_deletion=after_deletion)
+                return
+            except ApiError as exc:
+                delay = retry_delay(exc, RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                logger.warning("reconciling %s/%s failed (%s); retrying in %g s", *key, exc, delay)
+                await asyncio.sleep(delay)
+
+    def _still_there(self, key: Key, serve: dict[str, Any]) -> bool:
+        """Whether the SmolServe the cache shows still exists (one GET, only when a child's
+        deletion would make the operator write: the garbage collector removing a deleted
+        SmolServe's children sends those events while the cache may still hold the SmolServe,
+        and recreating them would be a write the collector undoes)."""
+        live = self.kube.get(Ref(labels.KIND, *key))
+        if live is None:
+            self.forget(key)
+        return live is not None and live["metadata"].get("uid") == serve["metadata"].get("uid")
+
+    def _recheck(self, key: Key, indexes: Mapping[str, Any], delay: float | None) -> None:
+        """Reconcile ``key`` again after ``delay`` seconds (a smoke timeout, a stale report):
+        one timer per SmolServe, replaced by each reconcile; None cancels it."""
+        with self._guard:
+            current = self._rechecks.pop(key, None)
+            if current is not None:
+                current.cancel()
+            if delay is None or self._closed:
+                return
+            # In the handler's context: kopf's settings live in context variables (Events).
+            context = contextvars.copy_context()
+            timer = threading.Timer(
+                max(delay, 0.05), context.run, (self._run_recheck, key, indexes)
+            )
+            timer.daemon = True
+            self._rechecks[key] = timer
+            timer.start()
+
+    def _run_recheck(self, key: Key, indexes: Mapping[str, Any]) -> None:
+        with self._guard:
+            if self._closed:
+                return
+        try:
+            self.reconcile(key, indexes)
+        except ApiError:
+            self._recheck(key, indexes, RECHECK_RETRY_SECONDS)
+
+    def close(self) -> None:
+        """The operator stops: no more timers."""
+        with self._guard:
+            self._closed = True
+            timers = list(self._rechecks.values())
+            self._rechecks.clear()
+        for timer in timers:
+            timer.cancel()
+
     def _observe(
         self, key: Key, serve: dict[str, Any], indexes: Mapping[str, Any]
     ) -> reconcile.Observed:
-        spec = reconcile.read_spec(serve)
+        spec = self._spec(key, serve)
         cached = [o for kind in CHILD_KINDS for o in _values(indexes, children_index(kind), key)]
         owned, foreign = reconcile.split_owned(
             self.overlay.objects(key, cached), serve["metadata"].get("uid")
@@ -178,6 +327,11 @@ class Reconciler:
         source = None
         if isinstance(spec, SmolServeSpec) and spec.template.config_map_ref is not None:
             source = self._source(key, spec, indexes)
+        unserved = (
+            self.apis.unserved()
+            if isinstance(spec, SmolServeSpec) and needs_optional_kinds(spec)
+            else frozenset()
+        )
         return reconcile.Observed(
             serve=serve,
             spec=spec,
@@ -185,7 +339,23 @@ class Reconciler:
             foreign=foreign,
             source=source,
             job_messages=self._failed_job_messages(key, owned),
+            unserved=unserved,
+            pods=_values(indexes, PODS_INDEX, key),
         )
+
+    def _spec(self, key: Key, serve: dict[str, Any]) -> SmolServeSpec | SpecError:
+        """The loaded spec, loaded again only when its generation (or the object) changed:
+        validating it against the CRD's schema is most of a steady reconcile's CPU."""
+        meta = serve["metadata"]
+        version = (meta.get("uid"), meta.get("generation"))
+        with self._guard:
+            known = self._specs.get(key)
+        if known is not None and known[0] == version and None not in version:
+            return known[1]
+        spec = reconcile.read_spec(serve)
+        with self._guard:
+            self._specs[key] = (version, spec)
+        return spec
 
     def _source(
         self, key: Key, spec: SmolServeSpec, indexes: Mapping[str, Any]
@@ -243,6 +413,8 @@ class Reconciler:
             try:
                 self.overlay.record(key, ref, self.kube.create(obj))
             except ApiError as exc:
+                if exc.status == 404 and ref.resource.optional:
+                    self.apis.recheck(ref.resource)  # uninstalled? the retry then says so
                 if exc.status != 409 or exc.reason != "AlreadyExists":
                     raise
                 self.overlay.record(key, ref, self._created_before(ref, obj, exc))
@@ -275,7 +447,13 @@ class Reconciler:
 
     def _report(self, key: Key, serve: dict[str, Any], plan: reconcile.Plan) -> None:
         if plan.status is not None:
-            written = self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
+            try:
+                written = self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                self.forget(key)  # deleted meanwhile: nothing to report to
+                return
             self.overlay.record_status(key, plan.status, resource_version(written))
         for event in plan.events:
             kopf.event(serve, type=event.type, reason=event.reason, message=event.message)
@@ -292,21 +470,28 @@ class Reconciler:
             return self._progress.get(key)
 
     def idle(self) -> bool:
-        """Whether no reconcile is running or waiting right now."""
-        return len(self._locks) == 0
+        """Whether no reconcile is running, waiting or queued right now."""
+        return len(self._locks) == 0 and not self._queued
 
     def tracked(self) -> int:
         """How many SmolServes the operator keeps anything for (for leak checks)."""
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
-            keys |= self._handled
-        return max(len(keys), len(self.overlay), len(self._locks))
+            keys |= self._handled | self._specs.keys() | self._incarnation.keys()
+            keys |= self._rechecks.keys()
+        return max(len(keys), len(self.overlay), len(self._locks), self.metrics.tracked())
 
     def forget(self, key: Key) -> None:
         """Drop everything kept for a deleted SmolServe: a new one of that name starts clean."""
         self.overlay.forget(key)
+        self.metrics.forget(key)
         with self._guard:
             self._job_messages.pop(key, None)
             self._sources.pop(key, None)
             self._progress.pop(key, None)
             self._handled.discard(key)
+            self._specs.pop(key, None)
+            self._incarnation.pop(key, None)
+            timer = self._rechecks.pop(key, None)
+        if timer is not None:
+            timer.cancel()

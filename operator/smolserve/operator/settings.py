@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import kopf
 
 from smolserve import labels
-from smolserve.kinds import CHILDREN
+from smolserve.kinds import CHILDREN, POD
 from smolserve.operator.runtime import SOURCE_LABEL
+
+SERVER_PODS = f"{labels.COMPONENT}=server"
 
 # kopf's default peering lifetime: a peer that has not refreshed its record for this long is
 # taken for dead, and a paused standby takes over.
@@ -78,4 +80,6 @@ def build_settings(
     for child in CHILDREN:
         selector = labels.SERVE if child.kind != "ConfigMap" else "=".join(SOURCE_LABEL)
         settings.watching.label_selectors[child.group, child.plural] = selector
+    # Of the pods, only the SmolServes' vLLM pods (their agents report on them).
+    settings.watching.label_selectors[POD.group, POD.plural] = f"{labels.SERVE},{SERVER_PODS}"
     return settings

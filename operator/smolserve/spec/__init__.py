@@ -37,8 +37,11 @@ from smolserve.spec.schema import (
     unknown_field_error,
 )
 from smolserve.spec.types import (
+    AutoscalingSpec,
     ConfigMapKeyRef,
+    EndpointPickerRef,
     EngineSpec,
+    InferencePoolSpec,
     LoraAdapter,
     LoraSpec,
     ModelSpec,
@@ -62,8 +65,11 @@ __all__ = [
     "OBJECT_META_FIELDS",
     "RESERVED_ARGS",
     "RESERVED_ENV",
+    "AutoscalingSpec",
     "ConfigMapKeyRef",
+    "EndpointPickerRef",
     "EngineSpec",
+    "InferencePoolSpec",
     "LoraAdapter",
     "LoraSpec",
     "ModelSpec",

@@ -13,8 +13,11 @@ from smolserve.spec.schema import (
     unknown_field_error,
 )
 from smolserve.spec.types import (
+    AutoscalingSpec,
     ConfigMapKeyRef,
+    EndpointPickerRef,
     EngineSpec,
+    InferencePoolSpec,
     LoraAdapter,
     LoraSpec,
     ModelSpec,
@@ -92,6 +95,8 @@ def _build(s: dict[str, Any], name: str, meta: dict[str, Any]) -> SmolServeSpec:
             tuple(adapters),
             lo["maxRank"],
             lo["maxLoras"],
+            mode=lo["mode"],
+            listed=tuple(a["name"] for a in lo["adapters"]),
         ),
         engine=EngineSpec(
             image=e["image"],
@@ -107,6 +112,37 @@ def _build(s: dict[str, Any], name: str, meta: dict[str, Any]) -> SmolServeSpec:
         affinity=s.get("affinity"),
         runtime_class_name=s.get("runtimeClassName"),
         replicas=s["replicas"],
-        rollout=RolloutSpec(ro["maxSurge"], ro["maxUnavailable"]),
+        rollout=RolloutSpec(ro["maxSurge"], ro["maxUnavailable"], ro["smoke"], ro["smokeTimeout"]),
         service=ServiceSpec(sv["type"], sv["port"], tuple(sorted(sv["annotations"].items()))),
+        autoscaling=_autoscaling(s.get("autoscaling")),
+        inference_pool=_inference_pool(s.get("inferencePool")),
+    )
+
+
+def _autoscaling(a: dict[str, Any] | None) -> AutoscalingSpec | None:
+    if a is None:
+        return None
+    prometheus, keda = a.get("prometheus") or {}, a["keda"]
+    return AutoscalingSpec(
+        enabled=a["enabled"],
+        engine=a["engine"],
+        min_replicas=a["minReplicas"],
+        max_replicas=a["maxReplicas"],
+        metric=a["metric"],
+        target=a["target"],
+        prometheus_server=prometheus.get("serverAddress"),
+        prometheus_query=prometheus.get("query"),
+        polling_interval=keda["pollingInterval"],
+        cooldown_period=keda["cooldownPeriod"],
+        hpa_metric_name=(a.get("hpa") or {}).get("metricName"),
+    )
+
+
+def _inference_pool(p: dict[str, Any] | None) -> InferencePoolSpec | None:
+    if p is None:
+        return None
+    ref = p["endpointPickerRef"]
+    return InferencePoolSpec(
+        enabled=p["enabled"],
+        endpoint_picker=EndpointPickerRef(ref["name"], ref["port"], ref["failureMode"]),
     )

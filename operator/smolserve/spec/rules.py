@@ -20,8 +20,9 @@ _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Flags the builders own; overriding them in extraArgs would break the wiring to the mounts,
 # the probes and the Service.
 RESERVED_ARGS = ("--model", "--chat-template", "--host", "--port", "--served-model-name")
-# Environment variables the builders set on the vLLM container.
-RESERVED_ENV = ("HF_TOKEN", "HOME", "HF_HOME")
+# Environment variables the builders set on the vLLM container. PYTHONPATH finds the adapter
+# guard; VLLM_ALLOW_RUNTIME_LORA_UPDATING set by hand would open vLLM's adapter routes unguarded.
+RESERVED_ENV = ("HF_TOKEN", "HOME", "HF_HOME", "PYTHONPATH", "VLLM_ALLOW_RUNTIME_LORA_UPDATING")
 
 _INT_OR_PERCENT = re.compile(r"^[0-9]+%$")
 _ZERO = re.compile(r"^0+%?$")
@@ -90,7 +91,10 @@ def _engine_rules(e: dict[str, Any]) -> list[str]:
             "--served-model-name are set by smolserve from the spec"
         )
     if any(var["name"] in RESERVED_ENV for var in e["env"]):
-        failed.append("spec.engine.env: HF_TOKEN, HOME and HF_HOME are set by smolserve")
+        failed.append(
+            "spec.engine.env: HF_TOKEN, HOME, HF_HOME, PYTHONPATH and "
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING are set by smolserve"
+        )
     return failed
 
 
@@ -105,6 +109,30 @@ def _rollout_rules(r: dict[str, Any]) -> list[str]:
     return failed
 
 
+def _autoscaling_rules(a: dict[str, Any] | None) -> list[str]:
+    if a is None:
+        return []
+    path, failed = "spec.autoscaling", []
+    if a["minReplicas"] > a["maxReplicas"]:
+        failed.append(f"{path}: minReplicas must not be more than maxReplicas")
+    if a["minReplicas"] == 0 and a["engine"] != "keda":
+        failed.append(
+            f"{path}: minReplicas 0 (scale to zero) needs engine keda: a "
+            "HorizontalPodAutoscaler keeps at least one pod"
+        )
+    if a["metric"] == "kvCacheUsage" and a["target"] > 1:
+        failed.append(
+            f"{path}: with metric kvCacheUsage, target is the fraction of the KV cache in use "
+            "per pod (at most 1, e.g. 0.8)"
+        )
+    if a["engine"] == "keda" and "serverAddress" not in (a.get("prometheus") or {}):
+        failed.append(
+            f"{path}: engine keda needs prometheus.serverAddress (the Prometheus that scrapes "
+            "vLLM's /metrics)"
+        )
+    return failed
+
+
 def cel_failures(spec: dict[str, Any]) -> list[str]:
     """The CRD's cross-field rules that a defaulted, schema-valid spec breaks (one line each)."""
     return [
@@ -114,4 +142,5 @@ def cel_failures(spec: dict[str, Any]) -> list[str]:
         *_lora_rules(spec["lora"]),
         *_engine_rules(spec["engine"]),
         *_rollout_rules(spec["rollout"]),
+        *_autoscaling_rules(spec.get("autoscaling")),
     ]

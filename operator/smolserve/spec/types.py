@@ -100,10 +100,27 @@ class LoraSpec:
     adapters: tuple[LoraAdapter, ...]  # sorted by name
     max_rank: int
     max_loras: int
+    mode: str = "dynamic"  # dynamic | static
+    listed: tuple[str, ...] = ()  # the adapters' names in the order the spec lists them
 
     @property
     def enabled(self) -> bool:
         return bool(self.adapters)
+
+    def in_listed_order(self) -> tuple[LoraAdapter, ...]:
+        """The adapters as the spec lists them (``adapters`` is sorted by name)."""
+        by_name = {a.name: a for a in self.adapters}
+        return tuple(by_name[name] for name in self.listed) if self.listed else self.adapters
+
+    @property
+    def dynamic(self) -> bool:
+        """LoRA on, the adapters loaded at run time by the pods' agents."""
+        return self.enabled and self.mode == "dynamic"
+
+    @property
+    def static(self) -> bool:
+        """LoRA on, the adapters passed to vLLM as start-up flags."""
+        return self.enabled and self.mode == "static"
 
 
 @dataclass(frozen=True)
@@ -128,6 +145,13 @@ class ResourcesSpec:
 class RolloutSpec:
     max_surge: int | str
     max_unavailable: int | str
+    smoke: bool = True
+    smoke_timeout: str = "3m"  # the CRD's pattern: 1-4 digits, then s or m
+
+    @property
+    def smoke_timeout_seconds(self) -> int:
+        value, unit = int(self.smoke_timeout[:-1]), self.smoke_timeout[-1]
+        return value * 60 if unit == "m" else value
 
 
 @dataclass(frozen=True)
@@ -135,6 +159,76 @@ class ServiceSpec:
     type: str
     port: int
     annotations: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class AutoscalingSpec:
+    """``spec.autoscaling``: the autoscaler that owns the Deployment's replicas when enabled."""
+
+    enabled: bool
+    engine: str  # keda | hpa
+    min_replicas: int
+    max_replicas: int
+    metric: str  # waitingRequests | kvCacheUsage
+    target: int | float
+    prometheus_server: str | None
+    prometheus_query: str | None
+    polling_interval: int
+    cooldown_period: int
+    hpa_metric_name: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "enabled": self.enabled,
+            "engine": self.engine,
+            "minReplicas": self.min_replicas,
+            "maxReplicas": self.max_replicas,
+            "metric": self.metric,
+            "target": self.target,
+            "keda": {
+                "pollingInterval": self.polling_interval,
+                "cooldownPeriod": self.cooldown_period,
+            },
+        }
+        prometheus = {
+            key: value
+            for key, value in (
+                ("serverAddress", self.prometheus_server),
+                ("query", self.prometheus_query),
+            )
+            if value is not None
+        }
+        if prometheus:
+            out["prometheus"] = prometheus
+        if self.hpa_metric_name is not None:
+            out["hpa"] = {"metricName": self.hpa_metric_name}
+        return out
+
+
+@dataclass(frozen=True)
+class EndpointPickerRef:
+    name: str
+    port: int
+    failure_mode: str
+
+
+@dataclass(frozen=True)
+class InferencePoolSpec:
+    """``spec.inferencePool``: an InferencePool over the vLLM pods when enabled."""
+
+    enabled: bool
+    endpoint_picker: EndpointPickerRef
+
+    def to_dict(self) -> dict[str, Any]:
+        ref = self.endpoint_picker
+        return {
+            "enabled": self.enabled,
+            "endpointPickerRef": {
+                "name": ref.name,
+                "port": ref.port,
+                "failureMode": ref.failure_mode,
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -159,6 +253,8 @@ class SmolServeSpec:
     replicas: int
     rollout: RolloutSpec
     service: ServiceSpec
+    autoscaling: AutoscalingSpec | None = None  # absent: spec.replicas pods
+    inference_pool: InferencePoolSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The spec in the CRD's shape (camelCase), every default filled in."""
@@ -192,9 +288,12 @@ class SmolServeSpec:
             },
             "thinking": {"default": self.thinking_default},
             "lora": {
-                "adapters": [{"name": a.name, "source": a.source} for a in self.lora.adapters],
+                "adapters": [
+                    {"name": a.name, "source": a.source} for a in self.lora.in_listed_order()
+                ],
                 "maxRank": self.lora.max_rank,
                 "maxLoras": self.lora.max_loras,
+                "mode": self.lora.mode,
             },
             "engine": {
                 "image": self.engine.image,
@@ -216,6 +315,8 @@ class SmolServeSpec:
             "rollout": {
                 "maxSurge": self.rollout.max_surge,
                 "maxUnavailable": self.rollout.max_unavailable,
+                "smoke": self.rollout.smoke,
+                "smokeTimeout": self.rollout.smoke_timeout,
             },
             "service": {
                 "type": self.service.type,
@@ -223,6 +324,10 @@ class SmolServeSpec:
                 "annotations": dict(self.service.annotations),
             },
         }
+        if self.autoscaling is not None:
+            out["autoscaling"] = self.autoscaling.to_dict()
+        if self.inference_pool is not None:
+            out["inferencePool"] = self.inference_pool.to_dict()
         if self.affinity is not None:
             out["affinity"] = self.affinity
         if self.runtime_class_name is not None:
