@@ -162,7 +162,7 @@ def test_the_agent_downloads_reads_the_claims_and_writes_the_token():
         )
     )
     dep = desired_state(
-        spec, CONFIG, inputs_hash="0" * 64, template=ServedTemplate("cm", "1")
+        spec, CONFIG, inputs_hash="0" * 64, template=ServedTemplate("cm", "1"), publishing=False
     ).deployment
     agent = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "agent")
     assert agent["args"][-4:] == [
@@ -178,7 +178,9 @@ def test_the_agent_downloads_reads_the_claims_and_writes_the_token():
     static = load_spec(
         smolserve(spec={"lora": {"adapters": [SQL], "mode": "static"}, "rollout": {"smoke": False}})
     )
-    state = desired_state(static, CONFIG, inputs_hash="0" * 64, template=ServedTemplate("cm", "1"))
+    state = desired_state(
+        static, CONFIG, inputs_hash="0" * 64, template=ServedTemplate("cm", "1"), publishing=False
+    )
     names = [c["name"] for c in state.deployment["spec"]["template"]["spec"]["containers"]]
     assert names == ["vllm"]
 
@@ -186,7 +188,11 @@ def test_the_agent_downloads_reads_the_claims_and_writes_the_token():
 def test_the_guard_configmap_is_a_child_only_in_dynamic_mode():
     def configmaps(lora):
         state = desired_state(
-            spec_of(lora), CONFIG, inputs_hash="0" * 64, template=ServedTemplate("cm", "1")
+            spec_of(lora),
+            CONFIG,
+            inputs_hash="0" * 64,
+            template=ServedTemplate("cm", "1"),
+            publishing=False,
         )
         return [o["metadata"]["name"] for o in state.objects() if o["kind"] == "ConfigMap"]
 

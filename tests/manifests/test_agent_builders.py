@@ -20,7 +20,9 @@ TEMPLATE = ServedTemplate("smol-chat-template-1234abcd", "1234abcd")
 
 def desired(spec: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     s = load_spec({"metadata": {"name": "smol", "namespace": "ai", "uid": "u"}, "spec": spec or {}})
-    state = desired_state(s, CONFIG, inputs_hash=template_inputs_hash(s, CONFIG), template=TEMPLATE)
+    state = desired_state(
+        s, CONFIG, inputs_hash=template_inputs_hash(s, CONFIG), template=TEMPLATE, publishing=False
+    )
     return {f"{o['kind']}/{o['metadata']['name']}": o for o in state.objects()}
 
 

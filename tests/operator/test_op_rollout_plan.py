@@ -35,7 +35,9 @@ def spec(rollout: dict[str, Any] | None = None, env: str = "a"):
 
 def wanted(s) -> dict[str, Any]:
     template = ServedTemplate("smol-chat-template-1234abcd", "1234abcd")
-    state = desired_state(s, CONFIG, inputs_hash=template_inputs_hash(s, CONFIG), template=template)
+    state = desired_state(
+        s, CONFIG, inputs_hash=template_inputs_hash(s, CONFIG), template=template, publishing=False
+    )
     return state.deployment
 
 
