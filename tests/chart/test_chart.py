@@ -143,6 +143,7 @@ def test_operator_deployment_defaults(helm_template) -> None:
     assert container["args"] == [
         "operator",
         f"--peering={RELEASE}",
+        "--peering-lifetime=60",
         "--liveness-port=8080",
         "--metrics-port=8081",
         "--no-scanning",

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from smolserve.manifests import OperatorConfig
 from smolserve.operator.runtime import Reconciler
+from smolserve.operator.settings import Timeouts
 
 T = TypeVar("T")
 
@@ -21,8 +22,15 @@ class OperatorThread:
     ``reconciler`` (the operator's whole state), which tests read to see what it processed.
     """
 
-    def __init__(self, config: OperatorConfig, *, metrics_port: int | None = None) -> None:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        *,
+        timeouts: Timeouts | None = None,
+        metrics_port: int | None = None,
+    ) -> None:
         self.config = config
+        self.timeouts = timeouts or Timeouts()
         self.metrics_port = metrics_port  # serve /metrics on 127.0.0.1:PORT
         self.reconciler: Reconciler | None = None
         self._thread: threading.Thread | None = None
@@ -34,10 +42,12 @@ class OperatorThread:
         from smolserve.operator.runner import run
 
         try:
-            self.reconciler = Reconciler(Kube.from_environment(), self.config)
+            timeout = (self.timeouts.connect, self.timeouts.request)
+            self.reconciler = Reconciler(Kube.from_environment(timeout=timeout), self.config)
             run(
                 scanning=False,
                 standalone=True,
+                timeouts=self.timeouts,
                 reconciler=self.reconciler,
                 stop_flag=self._stop,
                 ready_flag=ready,

@@ -5,6 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 
+# kopf's default, repeated here so that `--help` needs no kopf import (operator/settings.py
+# holds the one used, and a test checks they agree).
+PEERING_LIFETIME = 60
+
+
+def _seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 5 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected whole seconds from 5 to 3600, got {text!r}")
+    return value
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -25,6 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     mode.add_argument(
         "--standalone", action="store_true", help="no peering (the default without --peering)"
+    )
+    parser.add_argument(
+        "--peering-lifetime",
+        type=_seconds,
+        default=PEERING_LIFETIME,
+        metavar="SECONDS",
+        help="with --peering: how long a silent replica counts as alive; a standby takes over "
+        f"within about this long after the active one dies (default: {PEERING_LIFETIME})",
     )
     parser.add_argument(
         "--liveness-port",
@@ -66,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         standalone=args.standalone,
         liveness=liveness,
         scanning=not args.no_scanning,
+        peering_lifetime=args.peering_lifetime,
         metrics_port=args.metrics_port,
     )
     return 0

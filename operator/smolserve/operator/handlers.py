@@ -10,11 +10,14 @@ Every trigger runs the same ``Reconciler.reconcile`` for one SmolServe:
 
 Index functions are async and do no I/O (no thread hop per watch event); the reconcile does
 I/O and runs in a thread. kopf retries the SmolServe's own handlers itself; the other triggers
-go through ``Reconciler.submit``, which coalesces them and retries on transient API errors.
+go through ``Reconciler.submit``, which coalesces them and retries, with growing pauses (or the
+server's ``Retry-After``), for as long as the API keeps failing: giving up would leave the
+SmolServe unreconciled until its next event, which may never come.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import kopf
@@ -30,10 +33,13 @@ from smolserve.operator.runtime import (
     SOURCES_INDEX,
     Reconciler,
     children_index,
+    retry_delay,
     text_hashes,
 )
 
 SERVER_COMPONENT = "server"  # app.kubernetes.io/component of the vLLM pods
+# Seconds before kopf runs the SmolServe's own handler again after an API error.
+HANDLER_RETRY_DELAY = 5
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
@@ -46,11 +52,12 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
 
     kopf.index(*serve_resource, id=SERVES_INDEX, registry=registry)(index_serve)
 
-    def on_serve(namespace: str, name: str, patch: kopf.Patch, **kwargs: Any) -> None:
+    def on_serve(namespace: str, name: str, **kwargs: Any) -> None:
         try:
-            reconciler.reconcile((namespace, name), kwargs, patch)
+            reconciler.reconcile((namespace, name), kwargs, handler=True)
         except ApiError as exc:
-            raise kopf.TemporaryError(str(exc), delay=5) from exc
+            delay = retry_delay(exc, HANDLER_RETRY_DELAY)
+            raise kopf.TemporaryError(str(exc), delay=delay) from exc
 
     for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
         cause(*serve_resource, id="reconcile", registry=registry)(on_serve)
@@ -70,6 +77,10 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
         kopf.index(*resource, id=index_id, labels=labelled, registry=registry)(index_child)
         kopf.on.event(*resource, id=event_id, labels=labelled, registry=registry)(on_child)
 
+    # The liveness endpoint (--liveness-port) reports these with its answer: what the
+    # operator keeps per SmolServe and its threads, for leak checks from outside the process.
+    kopf.on.probe(id="tracked", registry=registry)(lambda **_: reconciler.tracked())
+    kopf.on.probe(id="threads", registry=registry)(lambda **_: threading.active_count())
     # The vLLM pods, as small projections (whose agent's report is current); only a pod's
     # deletion triggers a reconcile (its report is then removed): a rollout's progress shows
     # in the Deployment's status, and an agent's verdict in its report.

@@ -4,12 +4,20 @@ The operator writes plain dicts (the builders' output) with merge patches only, 
 needs typed models: going through ``ApiClient.param_serialize``/``call_api`` skips the typed
 client's per-call validation and response deserialization, which would cost more CPU than
 the reconcile itself.
+
+Every request has a timeout (the official client has none: a hung connection would hold a
+SmolServe's reconcile forever), and an answer that says "try again" (429, 5xx, no answer) is
+tried again twice, after a short pause or the server's ``Retry-After``, before the error
+reaches the reconcile, which retries with longer pauses. Retrying is safe for every request
+the operator sends: merge patches and deletes are idempotent, and a create whose first
+answer was lost comes back 409 ``AlreadyExists``, which the reconcile checks.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from smolserve import __version__
@@ -18,6 +26,11 @@ from smolserve.kinds import Ref
 
 MERGE_PATCH = "application/merge-patch+json"
 USER_AGENT = f"smolserve-operator/{__version__}"
+# Answers worth trying again: throttled, the server's trouble, or no answer at all (0).
+TRANSIENT = frozenset({0, 429, 500, 502, 503, 504})
+# Pauses before the client's own retries of a transient failure (the reconcile retries after).
+RETRY_PAUSES = (0.2, 1.0)
+MAX_RETRY_AFTER = 10.0  # seconds; a longer Retry-After is the reconcile's to wait out
 
 
 def load_configuration() -> Any:
@@ -25,6 +38,7 @@ def load_configuration() -> Any:
     from kubernetes import client, config
 
     configuration = client.Configuration()
+    configuration.retries = 0  # urllib3 retries nothing behind Kube's back (see Kube.request)
     try:
         if os.environ.get("KUBECONFIG"):
             config.load_kube_config(
@@ -38,27 +52,57 @@ def load_configuration() -> Any:
 
 
 class ApiError(SmolserveError):
-    """A non-2xx answer: ``status`` is the HTTP code, the message is the API's own."""
+    """A non-2xx answer: ``status`` is the HTTP code (0: no answer), the message is the API's
+    own, ``reason`` its Status reason (``AlreadyExists``, ``Conflict``, ...), ``retry_after``
+    its ``Retry-After`` in seconds."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, *, reason: str = "", retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.status in TRANSIENT
+
+
+def _retry_after(headers: Any) -> float | None:
+    raw = (headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
 
 
 class Kube:
-    """create / patch / delete / list as plain JSON; raises ``ApiError`` on failure."""
+    """create / patch / delete / list as plain JSON; raises ``ApiError`` on failure.
 
-    def __init__(self, api_client: Any) -> None:
+    ``timeout``: (connect, read) in seconds; ``pauses``: before each retry of a transient
+    failure.
+    """
+
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        pauses: tuple[float, ...] = RETRY_PAUSES,
+    ) -> None:
         self._api = api_client
+        self.timeout = timeout
+        self.pauses = pauses
 
     @classmethod
-    def from_environment(cls) -> Kube:
+    def from_environment(cls, *, timeout: tuple[float, float] = (10.0, 60.0)) -> Kube:
         """``KUBECONFIG`` when set, else the in-cluster service account."""
         from kubernetes import client
 
         api_client = client.ApiClient(load_configuration())
         api_client.user_agent = USER_AGENT  # tells the operator's requests apart in audit logs
-        return cls(api_client)
+        return cls(api_client, timeout=timeout)
 
     def request(
         self,
@@ -69,6 +113,25 @@ class Kube:
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
+        for pause in (*self.pauses, None):
+            try:
+                return self._once(method, path, body, content_type, query)
+            except ApiError as exc:
+                if pause is None or not exc.transient:
+                    raise
+                time.sleep(max(pause, min(exc.retry_after or 0.0, MAX_RETRY_AFTER)))
+        raise AssertionError("unreachable")
+
+    def _once(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str,
+        query: list[tuple[str, str]] | None,
+    ) -> dict[str, Any]:
+        import urllib3
+
         headers = {"Accept": "application/json", "Content-Type": content_type}
         params = self._api.param_serialize(
             method,
@@ -78,12 +141,25 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self._api.call_api(*params)
-        response.read()
-        data = json.loads(response.data or b"null")
+        try:
+            response = self._api.call_api(*params, _request_timeout=self.timeout)
+            response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiError(0, f"no answer from the API server for {method} {path}: {exc}") from exc
+        try:
+            data = json.loads(response.data or b"null")
+        except ValueError:
+            data = None
         if not 200 <= response.status < 300:
-            message = data.get("message") if isinstance(data, dict) else None
-            raise ApiError(response.status, message or f"HTTP {response.status} on {path}")
+            status = data if isinstance(data, dict) else {}
+            raise ApiError(
+                response.status,
+                status.get("message") or f"HTTP {response.status} on {path}",
+                reason=status.get("reason") or "",
+                retry_after=_retry_after(response.getheaders()),
+            )
+        if data is None and response.data:
+            raise ApiError(0, f"the API server's answer to {method} {path} is not JSON")
         return data
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:

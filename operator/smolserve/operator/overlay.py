@@ -40,16 +40,17 @@ class Overlay:
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._objects: dict[Key, dict[Ref, dict[str, Any] | None]] = {}
-        self._status: dict[Key, dict[str, Any]] = {}
+        self._status: dict[Key, tuple[dict[str, Any], int]] = {}  # status, its resourceVersion
 
     def record(self, key: Key, ref: Ref, body: dict[str, Any] | None) -> None:
         """Remember a write's result (the API's answer), or that ``ref`` was deleted."""
         with self._guard:
             self._objects.setdefault(key, {})[ref] = body
 
-    def record_status(self, key: Key, status: dict[str, Any]) -> None:
+    def record_status(self, key: Key, status: dict[str, Any], version: int) -> None:
+        """Remember a status write and the resourceVersion the API answered it with."""
         with self._guard:
-            self._status[key] = status
+            self._status[key] = (status, version)
 
     def objects(self, key: Key, cached: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """The cached objects with this operator's unseen writes laid over them.
@@ -82,12 +83,17 @@ class Overlay:
         return list(seen.values())
 
     def serve(self, key: Key, serve: dict[str, Any]) -> dict[str, Any]:
-        """The SmolServe with the status this operator last wrote, until the watch shows it."""
+        """The SmolServe with the status this operator last wrote, until the watch shows it.
+
+        Once the watch shows the SmolServe at that write's resourceVersion or newer, what it
+        shows is the truth, even without the written status (someone wrote after it).
+        """
         with self._guard:
-            written = self._status.get(key)
-            if written is None:
+            record = self._status.get(key)
+            if record is None:
                 return serve
-            if _contains(serve.get("status"), written):
+            written, version = record
+            if resource_version(serve) >= version or _contains(serve.get("status"), written):
                 del self._status[key]
                 return serve
         return {**serve, "status": {**(serve.get("status") or {}), **written}}

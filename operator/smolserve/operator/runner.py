@@ -15,7 +15,7 @@ from smolserve.operator.discovery import REFRESH_SECONDS, ServedApis
 from smolserve.operator.handlers import register
 from smolserve.operator.kube import Kube, load_configuration
 from smolserve.operator.runtime import Reconciler
-from smolserve.operator.settings import build_settings
+from smolserve.operator.settings import PEERING_LIFETIME, Timeouts, build_settings
 
 
 def login(**_: Any) -> kopf.ConnectionInfo:
@@ -50,6 +50,8 @@ def run(
     standalone: bool = False,
     liveness: str | None = None,
     scanning: bool = True,
+    peering_lifetime: int = PEERING_LIFETIME,
+    timeouts: Timeouts | None = None,
     config: OperatorConfig | None = None,
     reconciler: Reconciler | None = None,
     stop_flag: threading.Event | None = None,
@@ -60,11 +62,12 @@ def run(
     """Run the operator until stopped; blocking (it owns the calling thread's event loop).
 
     ``reconciler``: one built by the caller (tests read its progress); else one from the
-    environment (``KUBECONFIG`` or in-cluster) and ``config``. ``metrics_port``: serve the
-    operator's Prometheus metrics at ``http://ADDRESS:PORT/metrics`` while it runs.
+    environment (``KUBECONFIG`` or in-cluster), ``config`` and ``timeouts``. ``metrics_port``:
+    serve the operator's Prometheus metrics at ``http://ADDRESS:PORT/metrics`` while it runs.
     """
+    timeouts = timeouts or Timeouts()
     if reconciler is None:
-        kube = Kube.from_environment()
+        kube = Kube.from_environment(timeout=(timeouts.connect, timeouts.request))
         # With CRD scanning kopf starts watching a newly installed CRD; look again now and then.
         apis = ServedApis(kube, refresh_seconds=REFRESH_SECONDS if scanning else None)
         reconciler = Reconciler(kube, config or OperatorConfig.from_env(), apis=apis)
@@ -81,7 +84,9 @@ def run(
         asyncio.run(
             kopf.operator(
                 registry=build_registry(reconciler),
-                settings=build_settings(scanning=scanning),
+                settings=build_settings(
+                    scanning=scanning, timeouts=timeouts, peering_lifetime=peering_lifetime
+                ),
                 standalone=standalone or peering is None,
                 peering_name=peering,
                 priority=priority,

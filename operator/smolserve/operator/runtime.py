@@ -8,8 +8,10 @@ controller-runtime reconciler does:
    children into those it owns (controller uid) and the ones someone else does;
 2. **plan** with ``reconcile.plan`` (pure);
 3. **apply** the plan's creates, patches and deletes;
-4. **report**: write the status (into kopf's own patch when the SmolServe's handler runs, so
-   it and kopf's bookkeeping are one write) and post the Events.
+4. **report**: write the status (always with its own patch, in order, under the SmolServe's
+   lock: a status handed to kopf's patch would be written after the handler returns, after
+   kopf's own retries, possibly over a newer status another reconcile wrote meanwhile) and
+   post the Events.
 
 Reads are API calls in three cases only, all rare and remembered: a failed template Job's
 termination message (the pod's, listed once per Job), a configMap template source that is
@@ -27,6 +29,7 @@ import contextlib
 import contextvars
 import datetime
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -49,7 +52,8 @@ from smolserve.spec import SmolServeSpec, SpecError
 
 # API answers no retry can fix: bad request, forbidden, invalid.
 PERMANENT = frozenset({400, 403, 422})
-# Seconds between retries of a reconcile that a child's or a source's event triggered.
+# Seconds between retries of a reconcile that a child's or a source's event triggered; the
+# last one repeats (a deleted SmolServe ends the retries: its reconcile is then a no-op).
 RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 # How long a reconcile that a child's event asked for waits for more events of the same
 # SmolServe to join it (a Deployment's status moves in several quick steps).
@@ -119,6 +123,11 @@ class Progress:
     events: int
 
 
+def retry_delay(exc: ApiError, planned: float) -> float:
+    """The pause before the next try: the planned one, or longer if the server asked."""
+    return max(planned, exc.retry_after or 0.0)
+
+
 def _values(indexes: Mapping[str, Any], name: str, key: Any) -> list[dict[str, Any]]:
     index = indexes.get(name)
     return list(index.get(key, ())) if index is not None else []
@@ -183,16 +192,16 @@ class Reconciler:
         self,
         key: Key,
         indexes: Mapping[str, Any],
-        patch: kopf.Patch | None = None,
         *,
+        handler: bool = False,
         after_deletion: bool = False,
     ) -> None:
         """Bring one SmolServe to its desired state (a no-op when it is already there).
 
-        ``patch`` is kopf's patch of the SmolServe when its own handler runs; otherwise (a
-        child's or a source's event) the status is patched directly. ``after_deletion``: the
-        trigger was a child's deletion, which is what the garbage collector sends when the
-        SmolServe itself is gone (its cache entry may lag): before writing anything, check.
+        ``handler``: called by the SmolServe's own kopf handler (create, update, resume);
+        until that has run once, other triggers wait for it. ``after_deletion``: the trigger
+        was a child's deletion, which is what the garbage collector sends when the SmolServe
+        itself is gone (its cache entry may lag): before writing anything, check.
         """
         with self._locks.hold(key):
             serves = _values(indexes, SERVES_INDEX, key)
@@ -204,7 +213,7 @@ class Reconciler:
                 self.forget(key)  # deleted and re-created under its name: start clean
             with self._guard:
                 self._incarnation[key] = uid
-                if patch is not None:
+                if handler:
                     self._handled.add(key)
                 elif key not in self._handled:
                     return  # its own handler (create, or resume at start) has not run; it will
@@ -224,7 +233,7 @@ class Reconciler:
                     # Nothing but a change (to the spec, a policy, the operator's RBAC) fixes it.
                     plan = reconcile.refused(plan, f"HTTP {exc.status}: {exc}", serve, now())
                     result = "refused"
-                self._report(key, serve, plan, patch)
+                self._report(key, serve, plan)
                 self._recheck(key, indexes, plan.recheck_after)
             except ApiError:
                 self.metrics.failed(time.perf_counter() - started)
@@ -252,14 +261,13 @@ class Reconciler:
             await asyncio.sleep(COALESCE_SECONDS)
         finally:
             after_deletion = self._queued.pop(key)
-        for delay in (*RETRY_DELAYS, None):
+        for attempt in itertools.count():
             try:
                 await asyncio.to_thread(self.reconcile, key, indexes, after_deletion=after_deletion)
                 return
             except ApiError as exc:
-                if delay is None:
-                    raise
-                logger.warning("reconciling %s/%s failed (%s); retrying in %d s", *key, exc, delay)
+                delay = retry_delay(exc, RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                logger.warning("reconciling %s/%s failed (%s); retrying in %g s", *key, exc, delay)
                 await asyncio.sleep(delay)
 
     def _still_there(self, key: Key, serve: dict[str, Any]) -> bool:
@@ -407,12 +415,9 @@ class Reconciler:
             except ApiError as exc:
                 if exc.status == 404 and ref.resource.optional:
                     self.apis.recheck(ref.resource)  # uninstalled? the retry then says so
-                if exc.status != 409:
+                if exc.status != 409 or exc.reason != "AlreadyExists":
                     raise
-                # Not in this operator's caches, so not labelled for this SmolServe.
-                raise Refused(
-                    409, f"{ref} already exists and is not managed by this SmolServe"
-                ) from exc
+                self.overlay.record(key, ref, self._created_before(ref, obj, exc))
         for ref, body in plan.patch:
             try:
                 self.overlay.record(key, ref, self.kube.patch(ref, body))
@@ -427,25 +432,29 @@ class Reconciler:
                     raise
             self.overlay.record(key, ref, None)
 
-    def _report(
-        self,
-        key: Key,
-        serve: dict[str, Any],
-        plan: reconcile.Plan,
-        patch: kopf.Patch | None,
-    ) -> None:
+    def _created_before(self, ref: Ref, obj: dict[str, Any], exc: ApiError) -> dict[str, Any]:
+        """The object a create was refused for (409 AlreadyExists), if it is this SmolServe's:
+        an earlier create whose answer was lost (a timeout), not yet in the watch cache."""
+        live = self.kube.get(ref)
+        if live is None:  # deleted in between: the next reconcile creates it
+            raise ApiError(409, f"{ref} was deleted while being created") from exc
+        owner = reconcile.controller_uid(obj)
+        if owner is None or reconcile.controller_uid(live) != owner:
+            raise Refused(
+                409, f"{ref} already exists and is not managed by this SmolServe"
+            ) from exc
+        return live
+
+    def _report(self, key: Key, serve: dict[str, Any], plan: reconcile.Plan) -> None:
         if plan.status is not None:
-            if patch is not None:
-                patch.setdefault("status", {}).update(plan.status)
-            else:
-                try:
-                    self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
-                except ApiError as exc:
-                    if exc.status != 404:
-                        raise
-                    self.forget(key)  # deleted meanwhile: nothing to report to
-                    return
-            self.overlay.record_status(key, plan.status)
+            try:
+                written = self.kube.patch(Ref(labels.KIND, *key), {"status": plan.status}, "status")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                self.forget(key)  # deleted meanwhile: nothing to report to
+                return
+            self.overlay.record_status(key, plan.status, resource_version(written))
         for event in plan.events:
             kopf.event(serve, type=event.type, reason=event.reason, message=event.message)
 

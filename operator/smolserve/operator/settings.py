@@ -1,6 +1,8 @@
-"""kopf settings for the SmolServe operator."""
+"""kopf settings for the SmolServe operator, and the network timeouts it runs with."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import kopf
 
@@ -10,13 +12,52 @@ from smolserve.operator.runtime import SOURCE_LABEL
 
 SERVER_PODS = f"{labels.COMPONENT}=server"
 
+# kopf's default peering lifetime: a peer that has not refreshed its record for this long is
+# taken for dead, and a paused standby takes over.
+PEERING_LIFETIME = 60
 
-def build_settings(*, scanning: bool = True) -> kopf.OperatorSettings:
-    """kopf's settings: bookkeeping in status, only the Events we mean, server-side selectors.
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every network timeout the operator uses, in seconds (docs/operator.md says why each).
+
+    kopf 1.45 waits 5 minutes for a request and forever for a watch to be answered by default;
+    the official client the reconcile writes with has no timeout at all. A hung connection
+    then stalls a SmolServe (its reconcile holds the SmolServe's lock) or a whole watch.
+    """
+
+    # One API request (kopf's and the reconcile's own): kube-apiserver gives up on a request
+    # after its --request-timeout, 60 s by default; an answer later than that never comes.
+    request: float = 60.0
+    # Establishing a connection, also for watches: the API server is one hop away.
+    connect: float = 10.0
+    # timeoutSeconds asked of the API server per watch (it ends the stream cleanly, kopf
+    # resumes from the last resourceVersion): one reconnect per watched kind every 10 minutes
+    # instead of the server's 30-60, so no connection lives long enough to go stale unnoticed.
+    watch_server: float = 600.0
+    # The client's own limit on one watch request: the server's, plus a minute's grace, so a
+    # server (or proxy) that ignores timeoutSeconds is cut by the client.
+    watch_client: float = 660.0
+    # A watch with no event for this long is taken for dead and reconnected (the stalled-watch
+    # fix). The API server sends a bookmark about every 60 s to a watch that asked for them
+    # (kopf does) and keeps about 75 s of events: 70 s, kopf's default, reconnects a dead
+    # stream while its events can still be replayed, and never a healthy one.
+    watch_inactivity: float = 70.0
+
+
+def build_settings(
+    *,
+    scanning: bool = True,
+    timeouts: Timeouts | None = None,
+    peering_lifetime: int = PEERING_LIFETIME,
+) -> kopf.OperatorSettings:
+    """kopf's settings: bookkeeping in status, only the Events we mean, server-side selectors,
+    deliberate timeouts.
 
     ``scanning=False`` stops kopf from watching namespaces and CRDs for changes (the emulator
     answers neither; the operator's resources are known at start anyway).
     """
+    timeouts = timeouts or Timeouts()
     settings = kopf.OperatorSettings()
     # kopf's own records live in status.kopf: they fold into the operator's status write
     # instead of costing a separate metadata patch.
@@ -26,6 +67,13 @@ def build_settings(*, scanning: bool = True) -> kopf.OperatorSettings:
     settings.posting.loggers = False  # not every log line
     settings.posting.reporting_component = labels.MANAGER
     settings.scanning.disabled = not scanning
+    settings.peering.lifetime = peering_lifetime
+    settings.networking.request_timeout = timeouts.request
+    settings.networking.connect_timeout = timeouts.connect
+    settings.watching.connect_timeout = timeouts.connect
+    settings.watching.server_timeout = timeouts.watch_server
+    settings.watching.client_timeout = timeouts.watch_client
+    settings.watching.inactivity_timeout = timeouts.watch_inactivity
     # The API server filters what kopf lists and watches: only the children, by their label,
     # and of the ConfigMaps only those labelled part-of=smolserve (the children, which carry
     # it too, and users' template sources) — never every ConfigMap in the cluster.

@@ -1,0 +1,1 @@
+"""Reliability: faults, kills, peering, fuzzed input, security checks."""
