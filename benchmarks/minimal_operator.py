@@ -1,9 +1,10 @@
 """The baseline for ``operator_bench.py``: a minimal kopf operator that only creates the children.
 
 One synchronous create handler: build the same children as the SmolServe operator creates
-for a SmolServe whose template is ready (template RBAC, the parser-plugin ConfigMap when the
-spec's parser needs it, Service, Deployment — with the same builders and the same client),
-create them, then one status patch. A child that exists already (409, e.g. left by an
+for a SmolServe whose template is ready (its ``desired_state`` without the Job: the
+parser-plugin ConfigMap when the spec's parser needs it, with ``rollout.smoke`` the agent's
+RBAC and ConfigMaps, the Service, the Deployment — with the same builders and the same
+client), create them, then one status patch. A child that exists already (409, e.g. left by an
 interrupted run) is taken as it is, so a second run over existing children finishes instead
 of retrying for ever. No template handling, no status conditions, no updates of existing
 children: the least a kopf operator can do for the same objects.
@@ -23,15 +24,8 @@ from typing import Any
 import kopf
 
 from smolserve import labels
-from smolserve.manifests import (
-    OperatorConfig,
-    build_deployment,
-    build_parser_configmap,
-    build_service,
-    build_template_rbac,
-    template_configmap_name,
-    uses_parser_plugin,
-)
+from smolserve.manifests import OperatorConfig, template_configmap_name
+from smolserve.manifests.desired import ServedTemplate, desired_state
 from smolserve.operator.kube import ApiError, Kube
 from smolserve.operator.runner import login
 from smolserve.spec import load_spec
@@ -46,13 +40,9 @@ def build_registry(kube: Kube, config: OperatorConfig, template_text: str) -> ko
     def create(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         spec = load_spec(dict(body))
         name = template_configmap_name(spec.name, sha)
-        children = [
-            *build_template_rbac(spec),
-            *([build_parser_configmap(spec, config)] if uses_parser_plugin(spec) else []),
-            build_service(spec),
-            build_deployment(spec, config, template_configmap=name, template_hash=sha[:8]),
-        ]
-        for child in children:
+        template = ServedTemplate(name, sha[:8])
+        desired = desired_state(spec, config, inputs_hash=None, template=template, publishing=False)
+        for child in desired.objects():
             try:
                 kube.create(child)
             except ApiError as exc:

@@ -173,7 +173,8 @@ class Operator:
 class Cluster:
     """The benchmark's own client (typed, official) plus the emulator's request log if any."""
 
-    def __init__(self, emulator_url: str | None) -> None:
+    def __init__(self, emulator_url: str | None, *, smoke: bool = True) -> None:
+        self.smoke = smoke  # rollout.smoke of the SmolServes it creates
         client = kubernetes.config.new_client_from_config(os.environ["KUBECONFIG"])
         client.user_agent = "smolserve-bench"
         self.client = client
@@ -237,6 +238,7 @@ class Cluster:
     def create_serve(self, namespace: str, name: str) -> dict[str, Any]:
         body = copy.deepcopy(SERVE)
         body["metadata"] = {"name": name, "namespace": namespace}
+        body["spec"]["rollout"] = {"smoke": self.smoke}
         return self.custom.create_namespaced_custom_object(
             labels.GROUP, labels.VERSION, namespace, labels.PLURAL, body
         )
@@ -593,6 +595,13 @@ def main() -> None:
         default=None,
         help="run against the test emulator (default: when KUBECONFIG is unset)",
     )
+    parser.add_argument(
+        "--smoke",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rollout.smoke of the SmolServes (default on, as in the CRD; off: no agent, "
+        "5 children fewer)",
+    )
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
     use_emulator = args.emulator if args.emulator is not None else not os.environ.get("KUBECONFIG")
@@ -600,9 +609,10 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         emulator(Path(tmp)) if use_emulator else _no_emulator() as url,
     ):
-        cluster = Cluster(url)
+        cluster = Cluster(url, smoke=args.smoke)
         cluster.ensure_crd()
         results: dict[str, Any] = {"api": "emulator" if url else "KUBECONFIG cluster"}
+        results["smoke"] = args.smoke
         results["job_path"] = job_path(cluster, args.job_path_count, "smolbench-jobs", args.quiet)
         print(json.dumps(results["job_path"]), flush=True)
         results["ours"] = bulk(cluster, args.count, "smolbench-ours", False, args.quiet)

@@ -203,7 +203,7 @@ def _check(run: Run, reference: Run) -> None:
     assert run.broken == [], run.kills
     differ = differences(reference.state, run.state)
     assert differ == [], "\n".join([str(run.kills), *differ])
-    assert run.creations.more_than_once() == {}, run.kills
+    assert run.creations.beyond(reference.creations) == {}, run.kills
     assert set(run.creations.counts) == set(reference.creations.counts), run.kills
     assert "Traceback" not in run.log, run.log[-3000:]
 
