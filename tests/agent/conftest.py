@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the `support` package
 
 from support import EmulatedCluster
+from support.loopback import LoopbackServer, QuietHandler
 
 
 @pytest.fixture()
@@ -22,7 +21,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulate
         yield cluster
 
 
-class Health:
+class Health(LoopbackServer):
     """Answers ``GET /health`` as vLLM does (200 or 503), as a test sets it. Only the health
     endpoint: the battery's requests go to a real vLLM in the vLLM tier (tests/vllm)."""
 
@@ -30,23 +29,14 @@ class Health:
         self.healthy = False
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 code = 200 if self.path == "/health" and outer.healthy else 503
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *_: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture()

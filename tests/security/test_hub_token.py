@@ -14,10 +14,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from smolserve.cli import main
 from smolserve.manifests import OperatorConfig
 from support.factories import PVC_MODEL, smolserve
 from support.hub import RefusingHub
+from support.loopback import LoopbackServer, QuietHandler
 from support.running import wait_for
 from support.world import NS, World
 
@@ -231,12 +230,12 @@ def test_the_adapter_init_container_never_prints_the_token(
     assert leaks(out + err + logged(verbose)) == []
 
 
-class ModelList:
+class ModelList(LoopbackServer):
     """Answers vLLM's ``/v1/models`` with the base model alone (the agent asks before it loads
     anything); the adapter fails at the hub, before vLLM would be asked to load it."""
 
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 body = json.dumps({"data": [{"id": "smollm3", "root": "/m"}]}).encode()
                 self.send_response(200 if self.path == "/v1/models" else 404)
@@ -245,16 +244,7 @@ class ModelList:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *_: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture()

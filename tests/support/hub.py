@@ -11,19 +11,18 @@ for a process that sets it before importing them.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
+from support.loopback import LoopbackServer, QuietHandler
 
-class RefusingHub:
+
+class RefusingHub(LoopbackServer):
     def __init__(self) -> None:
         self.authorizations: list[str | None] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _refuse(self) -> None:
                 auth = self.headers.get("Authorization")
                 outer.authorizations.append(auth)
@@ -37,16 +36,7 @@ class RefusingHub:
 
             do_GET = do_HEAD = do_POST = _refuse
 
-            def log_message(self, *_: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def point_hub_at(url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from smolserve.agent.smoke import regex_literal
+
 VARIANTS = ("fixed", "seed", "stock")
 PARSERS = ("deepseek_r1", "qwen3", "smollm3", "none")
 MODES = ("think", "no_think_kwarg", "no_think_flag")
@@ -196,19 +198,6 @@ def history_rendered(prompt: str) -> bool:
     call = f"<tool_call>\n{json.dumps(CALL)}\n</tool_call>"
     response_at = prompt.find("<tool_response>")
     return call in prompt and response_at >= 0 and RESULT in prompt[response_at:]
-
-
-def regex_literal(text: str) -> str:
-    """A regex matching exactly `text` (letters, digits and spaces literal, the rest escaped)."""
-    out = []
-    for char in text:
-        if char.isalnum() or char == " ":
-            out.append(char)
-        elif char == "\n":
-            out.append("\\n")
-        else:
-            out.append("\\" + char)
-    return "".join(out)
 
 
 def mismatches(want: Outcome, got: Outcome) -> list[str]:

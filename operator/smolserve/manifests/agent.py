@@ -30,6 +30,7 @@ from smolserve.manifests.common import (
     HTTP_PORT,
     OperatorConfig,
     child_metadata,
+    namespaced_rbac,
     restricted_container_security,
     stable_hash,
 )
@@ -64,43 +65,22 @@ def agent_config(spec: SmolServeSpec) -> AgentConfig:
 
 def build_agent_rbac(spec: SmolServeSpec) -> list[dict[str, Any]]:
     """ServiceAccount, Role (two ConfigMaps by name, nothing else) and RoleBinding."""
-    name = agent_rbac_name(spec.name)
-    sa = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": child_metadata(spec, name, AGENT),
-        "automountServiceAccountToken": False,  # only the projected volume carries its token
-    }
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": child_metadata(spec, name, AGENT),
-        "rules": [
-            {
-                "apiGroups": [""],
-                "resources": ["configmaps"],
-                "resourceNames": [agent_config_name(spec.name)],
-                "verbs": ["get", "list", "watch"],
-            },
-            {
-                "apiGroups": [""],
-                "resources": ["configmaps"],
-                "resourceNames": [agent_status_name(spec.name)],
-                "verbs": ["get", "patch"],
-            },
-        ],
-    }
-    subject: dict[str, Any] = {"kind": "ServiceAccount", "name": name}
-    if spec.namespace:
-        subject["namespace"] = spec.namespace
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": child_metadata(spec, name, AGENT),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [subject],
-    }
-    return [sa, role, binding]
+    rules = [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [agent_config_name(spec.name)],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [agent_status_name(spec.name)],
+            "verbs": ["get", "patch"],
+        },
+    ]
+    # No automounted token: only the projected volume carries it, into the agent alone.
+    return namespaced_rbac(spec, agent_rbac_name(spec.name), AGENT, rules, automount_token=False)
 
 
 def build_agent_configmaps(spec: SmolServeSpec) -> list[dict[str, Any]]:

@@ -178,3 +178,39 @@ def hub_token_env(spec: SmolServeSpec) -> list[dict[str, Any]]:
             "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
         }
     ]
+
+
+def namespaced_rbac(
+    spec: SmolServeSpec,
+    name: str,
+    component: str,
+    rules: list[dict[str, Any]],
+    *,
+    automount_token: bool = True,
+) -> list[dict[str, Any]]:
+    """A ServiceAccount, a Role with ``rules`` and the RoleBinding between them, all named
+    ``name`` in the SmolServe's namespace."""
+    sa: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": child_metadata(spec, name, component),
+    }
+    if not automount_token:
+        sa["automountServiceAccountToken"] = False
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": child_metadata(spec, name, component),
+        "rules": rules,
+    }
+    subject: dict[str, Any] = {"kind": "ServiceAccount", "name": name}
+    if spec.namespace:
+        subject["namespace"] = spec.namespace
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": child_metadata(spec, name, component),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [subject],
+    }
+    return [sa, role, binding]

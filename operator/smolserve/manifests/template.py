@@ -23,6 +23,7 @@ from smolserve.manifests.common import (
     child_metadata,
     hub_token_env,
     metadata,
+    namespaced_rbac,
     restricted_container_security,
     restricted_pod_security,
     sha256_hex,
@@ -256,29 +257,6 @@ def build_template_job(
 
 def build_template_rbac(spec: SmolServeSpec) -> list[dict[str, Any]]:
     """ServiceAccount, Role (configmaps get/create/patch, this namespace only) and RoleBinding."""
-    name = template_rbac_name(spec.name)
-    sa = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": child_metadata(spec, name, TEMPLATE),
-    }
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": child_metadata(spec, name, TEMPLATE),
-        # patch: to move an existing ConfigMap's inputs-hash label to new inputs (same text).
-        "rules": [
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]}
-        ],
-    }
-    subject: dict[str, Any] = {"kind": "ServiceAccount", "name": name}
-    if spec.namespace:
-        subject["namespace"] = spec.namespace
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": child_metadata(spec, name, TEMPLATE),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [subject],
-    }
-    return [sa, role, binding]
+    # patch: to move an existing ConfigMap's inputs-hash label to new inputs (same text).
+    rules = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]}]
+    return namespaced_rbac(spec, template_rbac_name(spec.name), TEMPLATE, rules)
