@@ -130,11 +130,65 @@ def openapi_schema(node: dict[str, Any], *, closed: bool) -> dict[str, Any]:
     return out
 
 
+def _re2_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """The ``pattern`` keyword as the API server (RE2) applies it: a final ``$`` is the end of
+    the text. Python's ``$`` also matches before a final newline, so ``"4\\n"`` would pass."""
+    from jsonschema.exceptions import ValidationError
+
+    anchored = (
+        pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    )
+    if validator.is_type(instance, "string") and not re.search(anchored, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @functools.cache
 def _validator() -> Any:
+    from jsonschema.validators import extend
     from openapi_schema_validator import OAS30Validator
 
-    return OAS30Validator(openapi_schema(spec_schema(), closed=True))
+    validator = extend(OAS30Validator, {"pattern": _re2_pattern})
+    return validator(openapi_schema(spec_schema(), closed=True))
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _step(key: str | int) -> str:
+    """One step of a field path: ``[0]``, ``.name``, or a map key quoted (``['a.b/c']``), so a
+    key with dots, spaces or newlines keeps the path readable and on one line."""
+    if isinstance(key, int):
+        return f"[{key}]"
+    return f".{key}" if _PLAIN_KEY.fullmatch(key) else f"[{key!r}]"
+
+
+def key_error(obj: dict[str, Any]) -> str | None:
+    """One line for the first field name that is not a string (YAML reads ``1:`` or ``null:``
+    as one), in the object's top level, ``metadata`` or ``spec``; or ``None``."""
+    for key in obj:
+        if not isinstance(key, str):
+            return f"unknown field {key!r} (known: {', '.join(sorted(object_fields()))})"
+    for section in ("metadata", "spec"):
+        found = _non_string_key(obj.get(section), section)
+        if found is not None:
+            return found
+    return None
+
+
+def _non_string_key(value: Any, path: str) -> str | None:
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if not isinstance(key, str):
+                return f"{path}: field names must be strings, not {key!r}"
+            found = _non_string_key(child, path + _step(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            found = _non_string_key(child, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def schema_error(spec: dict[str, Any]) -> str | None:
@@ -144,7 +198,7 @@ def schema_error(spec: dict[str, Any]) -> str | None:
     error = best_match(_validator().iter_errors(spec))
     if error is None:
         return None
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    where = "".join(_step(p) for p in error.absolute_path)
     if error.validator == "additionalProperties" and error.validator_value is False:
         known = error.schema.get("properties") or {}
         unknown = sorted(set(error.instance) - set(known))
