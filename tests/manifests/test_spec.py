@@ -206,6 +206,22 @@ def test_field_names_that_are_not_strings_are_refused(body, message):
     assert str(err.value).startswith(message)
 
 
+@pytest.mark.parametrize("section", ["metadata", "spec"])
+def test_values_nested_too_deep_are_refused(section):
+    """Found by tests/fuzz: 500 levels were a RecursionError (``smolserve render -f`` reads any
+    YAML)."""
+    deep: Any = "x"
+    for _ in range(500):
+        deep = [deep]
+    body = {
+        "metadata": {"name": "smol"},
+        section: {"labels" if section == "metadata" else "affinity": deep},
+    }
+    with pytest.raises(SpecError) as err:
+        load_spec(body)
+    assert str(err.value).endswith(": nested more than 64 levels deep")
+
+
 def test_a_map_key_in_a_path_is_quoted_on_one_line():
     """Found by tests/fuzz: a key with a newline split the message in two."""
     with pytest.raises(SpecError) as err:

@@ -8,9 +8,9 @@ from smolserve.spec.rules import cel_failures, check_identity, check_name
 from smolserve.spec.schema import (
     GENERATE_DEFAULTS,
     apply_defaults,
-    key_error,
     schema_error,
     spec_schema,
+    structure_error,
     unknown_field_error,
 )
 from smolserve.spec.types import (
@@ -44,7 +44,7 @@ def load_spec(obj: dict[str, Any]) -> SmolServeSpec:
     """
     if not isinstance(obj, dict):
         raise SpecError("a SmolServe must be a mapping")
-    problem = key_error(obj) or unknown_field_error(obj)
+    problem = structure_error(obj) or unknown_field_error(obj)
     if problem is not None:
         raise SpecError(problem)
     meta = {} if obj.get("metadata") is None else obj["metadata"]

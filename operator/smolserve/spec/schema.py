@@ -19,6 +19,9 @@ import yaml
 CRD_RESOURCE = ("crd", "smolserve.yaml")
 # The CRD cannot default a field for one source only: these apply with source generate.
 GENERATE_DEFAULTS = {"variant": "fixed", "closeSystemTurn": True}
+# Deeper than any SmolServe nests (affinity's term values: 9 levels below spec; managedFields:
+# about 25), and far from Python's recursion limit, which validating a deeper value reaches.
+MAX_DEPTH = 64
 # An error message quoting a value longer than this is replaced by the rule it breaks.
 _MAX_MESSAGE = 200
 # Kubernetes' ObjectMeta (apimachinery meta/v1): every field an object's metadata may carry,
@@ -162,30 +165,33 @@ def _step(key: str | int) -> str:
     return f".{key}" if _PLAIN_KEY.fullmatch(key) else f"[{key!r}]"
 
 
-def key_error(obj: dict[str, Any]) -> str | None:
+def structure_error(obj: dict[str, Any]) -> str | None:
     """One line for the first field name that is not a string (YAML reads ``1:`` or ``null:``
-    as one), in the object's top level, ``metadata`` or ``spec``; or ``None``."""
+    as one) or the first value nested deeper than any SmolServe's, in the object's top level,
+    ``metadata`` or ``spec``; or ``None``. Checked first, so nothing later recurses too deep."""
     for key in obj:
         if not isinstance(key, str):
             return f"unknown field {key!r} (known: {', '.join(sorted(object_fields()))})"
     for section in ("metadata", "spec"):
-        found = _non_string_key(obj.get(section), section)
+        found = _structure_error(obj.get(section), section, 1)
         if found is not None:
             return found
     return None
 
 
-def _non_string_key(value: Any, path: str) -> str | None:
+def _structure_error(value: Any, path: str, depth: int) -> str | None:
+    if isinstance(value, dict | list) and depth > MAX_DEPTH:
+        return f"{path}: nested more than {MAX_DEPTH} levels deep"
     if isinstance(value, dict):
         for key, child in value.items():
             if not isinstance(key, str):
                 return f"{path}: field names must be strings, not {key!r}"
-            found = _non_string_key(child, path + _step(key))
+            found = _structure_error(child, path + _step(key), depth + 1)
             if found is not None:
                 return found
     elif isinstance(value, list):
         for i, child in enumerate(value):
-            found = _non_string_key(child, f"{path}[{i}]")
+            found = _structure_error(child, f"{path}[{i}]", depth + 1)
             if found is not None:
                 return found
     return None
