@@ -189,14 +189,16 @@ def _meet_the_cel_rules(spec: dict[str, Any]) -> None:
         scaling["target"] = min(scaling.get("target", 1), 1)
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*path, key))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            found += _paths(child, (*path, i))
+def _paths(doc: Any) -> list[tuple[Any, ...]]:
+    """Every path into ``doc``, the root first (iteratively: a mutation may nest thousands deep)."""
+    found, todo = [], [((), doc)]
+    while todo:
+        path, value = todo.pop()
+        found.append(path)
+        if isinstance(value, dict):
+            todo += [((*path, key), child) for key, child in value.items()]
+        elif isinstance(value, list):
+            todo += [((*path, i), child) for i, child in enumerate(value)]
     return found
 
 
