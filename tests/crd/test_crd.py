@@ -214,7 +214,15 @@ GOOD = {
             "tolerations": [
                 {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
             ],
-            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}
+                        ]
+                    }
+                }
+            },
             "runtimeClassName": "nvidia",
             "replicas": 3,
             "rollout": {"maxSurge": "25%", "maxUnavailable": 1},
@@ -334,6 +342,12 @@ BAD = {
     "prometheus address not a URL": (
         {"autoscaling": {"maxReplicas": 2, "prometheus": {"serverAddress": "prom:9090"}}},
         "serverAddress"),
+    "affinity without node selector terms": (  # Kubernetes refuses the Deployment
+        {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}},
+        "nodeSelectorTerms"),
+    "affinity term not a list": (
+        {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}},
+        "requiredDuringSchedulingIgnoredDuringExecution"),
     "pool without picker": ({"inferencePool": {"enabled": True}}, "endpointPickerRef"),
     "pool picker not a DNS name": (
         {"inferencePool": {"endpointPickerRef": {"name": "Bad_Name"}}}, "name"),

@@ -47,7 +47,17 @@ def test_adapters_are_sorted_by_name():
         {"model": {"pvc": {"claimName": "m", "path": "/p/"}, "tokenSecretRef": {"name": "s"}}},
         {"template": {"source": "configMap", "configMapRef": {"name": "t", "key": "k"}}},
         {"engine": {"env": [{"name": "A", "value": "1"}], "extraArgs": ["--x"]}},
-        {"affinity": {"a": 1}, "runtimeClassName": "nvidia", "tolerations": [{"key": "k"}]},
+        {
+            "affinity": {
+                "podAntiAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 10, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}
+                    ]
+                }
+            },
+            "runtimeClassName": "nvidia",
+            "tolerations": [{"key": "k"}],
+        },
         {"rollout": {"maxSurge": "10%", "maxUnavailable": "5%"}, "resources": {"cpu": 2}},
     ],
 )
@@ -98,6 +108,37 @@ BAD = {
         {"template": {"source": "inline", "inline": "x" * 70000}},
         "spec.template.inline: breaks maxLength: 65536",
     ),
+    # Found by tests/fuzz: affinity and env[].valueFrom were taken as they came, so the
+    # Deployment carried what Kubernetes refuses.
+    "misspelt affinity kind": (
+        {"affinity": {"nodeAfinity": {}}},
+        "spec.affinity: unknown field 'nodeAfinity'",
+    ),
+    "affinity term not a list": (
+        {"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}},
+        "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution: {} is not",
+    ),
+    "node affinity without terms": (
+        {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}},
+        "'nodeSelectorTerms' is a required property",
+    ),
+    "misspelt env source": (
+        {"engine": {"env": [{"name": "X", "valueFrom": {"secretRef": {"name": "s"}}}]}},
+        "spec.engine.env[0].valueFrom: unknown field 'secretRef'",
+    ),
+    # Found by tests/fuzz: Python's `$` also matches before a final newline, RE2's does not.
+    "quantity with a final newline": (
+        {"resources": {"cpu": "4\n"}},
+        "spec.resources.cpu: '4\\n' does not match '^[0-9]+(\\\\.[0-9]+)?m?$'",
+    ),
+    "percentage with a final newline": (
+        {"rollout": {"maxSurge": "25%\n"}},
+        "spec.rollout.maxSurge: must be a non-negative integer",
+    ),
+    "adapter source with a final newline": (
+        {"lora": {"adapters": [{"name": "a", "source": "hf://o/r@v1\n"}]}},
+        "spec.lora.adapters[0].source: source must be",
+    ),
     "misspelt adapter field": (
         {"lora": {"adapters": [{"name": "a", "source": "hf://o/r@1", "rank": 8}]}},
         "spec.lora.adapters[0]: unknown field 'rank'",
@@ -114,7 +155,7 @@ def test_bad_specs_fail_with_one_line_naming_the_field(name):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["", "Smol", "9lives", "a" * 46, "a_b"])
+@pytest.mark.parametrize("name", ["", "Smol", "9lives", "a" * 46, "a_b", "smol\n"])
 def test_bad_names(name):
     with pytest.raises(SpecError, match=r"metadata\.name"):
         load_spec(obj({}, name=name))
@@ -129,6 +170,63 @@ def test_null_fields_are_dropped_like_the_api_server_does():
 def test_the_schema_comes_from_the_packaged_crd():
     assert crd()["kind"] == "CustomResourceDefinition"
     assert crd_schema()["properties"]["spec"]["properties"]["model"]["default"] == {}
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"namespace": ["ai"]}, "metadata.namespace ['ai'] must be a DNS label"),
+        ({"namespace": "AI space"}, "metadata.namespace 'AI space' must be a DNS label"),
+        ({"uid": 7}, "metadata.uid 7 must be a non-empty string"),
+    ],
+)
+def test_the_identity_the_children_carry_is_checked(meta, message):
+    """Found by tests/fuzz: a namespace or uid of the wrong type reached the children."""
+    with pytest.raises(SpecError) as err:
+        load_spec({"metadata": {"name": "smol", **meta}})
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({1: "x", "metadata": {"name": "smol"}}, "unknown field 1 (known: apiVersion,"),
+        ({"metadata": {"name": "smol", None: "x"}}, "metadata: field names must be strings, not"),
+        (
+            {"metadata": {"name": "smol"}, "spec": {"nodeSelector": {"gpu": "a", 1: "b"}}},
+            "spec.nodeSelector: field names must be strings, not 1",
+        ),
+    ],
+)
+def test_field_names_that_are_not_strings_are_refused(body, message):
+    """Found by tests/fuzz: YAML reads `1:` as a number, which failed with a TypeError or
+    reached the Deployment."""
+    with pytest.raises(SpecError) as err:
+        load_spec(body)
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize("section", ["metadata", "spec"])
+def test_values_nested_too_deep_are_refused(section):
+    """Found by tests/fuzz: 500 levels were a RecursionError (``smolserve render -f`` reads any
+    YAML)."""
+    deep: Any = "x"
+    for _ in range(500):
+        deep = [deep]
+    body = {
+        "metadata": {"name": "smol"},
+        section: {"labels" if section == "metadata" else "affinity": deep},
+    }
+    with pytest.raises(SpecError) as err:
+        load_spec(body)
+    assert str(err.value).endswith(": nested more than 64 levels deep")
+
+
+def test_a_map_key_in_a_path_is_quoted_on_one_line():
+    """Found by tests/fuzz: a key with a newline split the message in two."""
+    with pytest.raises(SpecError) as err:
+        load_spec({"metadata": {"name": "smol"}, "spec": {"nodeSelector": {"a\nb": 1}}})
+    assert str(err.value) == "spec.nodeSelector['a\\nb']: 1 is not of type 'string'"
 
 
 def test_not_a_mapping():

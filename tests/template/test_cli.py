@@ -292,8 +292,32 @@ GOOD_MESSAGES = '[{"role": "user", "content": "x"}]'
             "message 2 must be an object with a role",
         ),
         ("render", "{{ raise_exception('nope') }}", GOOD_MESSAGES, [], 1, "nope"),
+        # Found by tests/fuzz: each of these was a traceback (or a message on two lines).
+        ("render", "{{ 1/0 }}", GOOD_MESSAGES, [], 1, "failed to render: division by zero"),
+        (
+            "render",
+            "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+            GOOD_MESSAGES,
+            [],
+            1,
+            "failed to render: maximum recursion depth exceeded",
+        ),
+        ("render", "{{ raise_exception('two\\nlines') }}", GOOD_MESSAGES, [], 1, ": two lines"),
+        ("render", "{{ " + "(" * 400 + "1" + ")" * 400 + " }}", GOOD_MESSAGES, [], 2, "too deeply"),
+        ("render", "stock", "[" * 100_000, [], 2, "JSON nested too deeply to read"),
     ],
-    ids=["missing-template", "prompt-style", "messages-json", "roleless-message", "raises"],
+    ids=[
+        "missing-template",
+        "prompt-style",
+        "messages-json",
+        "roleless-message",
+        "raises",
+        "divides-by-zero",
+        "recurses",
+        "raises-two-lines",
+        "nests-too-deeply",
+        "messages-nest-too-deeply",
+    ],
 )
 def test_verify_and_render_bad_input(
     command, template, messages, extra, code, message, tmp_path, capsys, testkit_tokenizer_dir
@@ -326,6 +350,22 @@ def test_template_syntax_error_is_one_line_with_the_line(
     assert (got, stdout) == (2, "")
     assert (
         err == f"smolserve: error: template {template}: syntax error on line 2: unexpected '}}'\n"
+    )
+
+
+def test_a_messages_file_that_is_not_utf8_is_one_line(
+    tmp_path, capsys, testkit_tokenizer_dir
+) -> None:
+    """Found by tests/fuzz: this was an AttributeError traceback."""
+    messages = tmp_path / "m.json"
+    messages.write_bytes(b"\xff\xfe[]")
+    template = testkit_tokenizer_dir / "chat_template.jinja"
+    args = ["render", "--template", str(template), "--tokenizer", str(testkit_tokenizer_dir)]
+    got, stdout, err = run(capsys, *args, "--messages", str(messages))
+    assert (got, stdout) == (2, "")
+    assert one_line_error(err) == (
+        f"smolserve: error: cannot read messages file {messages}: not UTF-8 "
+        "(invalid start byte at byte 0)"
     )
 
 

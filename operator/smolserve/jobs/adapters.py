@@ -22,7 +22,7 @@ def parse_adapter(item: str) -> LoraAdapter:
     name, sep, source = item.partition("=")
     if not sep or not name or not source.startswith("hf://"):
         raise UsageError(f"adapter {item!r} must be NAME=hf://org/repo@revision")
-    if not ADAPTER_NAME_RE.match(name):
+    if not ADAPTER_NAME_RE.fullmatch(name):
         raise UsageError(f"adapter name {name!r} must be a DNS label (it names a directory)")
     adapter = LoraAdapter(name, source)
     try:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from smolserve.spec.rules import cel_failures, check_name
+from smolserve.spec.rules import cel_failures, check_identity, check_name
 from smolserve.spec.schema import (
     GENERATE_DEFAULTS,
     apply_defaults,
     schema_error,
     spec_schema,
+    structure_error,
     unknown_field_error,
 )
 from smolserve.spec.types import (
@@ -43,11 +44,12 @@ def load_spec(obj: dict[str, Any]) -> SmolServeSpec:
     """
     if not isinstance(obj, dict):
         raise SpecError("a SmolServe must be a mapping")
-    problem = unknown_field_error(obj)
+    problem = structure_error(obj) or unknown_field_error(obj)
     if problem is not None:
         raise SpecError(problem)
     meta = {} if obj.get("metadata") is None else obj["metadata"]
     name = check_name(meta)
+    namespace, uid = check_identity(meta)
     raw = {} if obj.get("spec") is None else obj["spec"]
     if not isinstance(raw, dict):
         raise SpecError("spec must be an object")
@@ -57,14 +59,14 @@ def load_spec(obj: dict[str, Any]) -> SmolServeSpec:
         problem = next(iter(cel_failures(spec)), None)
     if problem is not None:
         raise SpecError(problem)
-    return _build(spec, name, meta)
+    return _build(spec, name, namespace, uid)
 
 
 def _name(adapter: LoraAdapter) -> str:
     return adapter.name
 
 
-def _build(s: dict[str, Any], name: str, meta: dict[str, Any]) -> SmolServeSpec:
+def _build(s: dict[str, Any], name: str, namespace: str | None, uid: str | None) -> SmolServeSpec:
     """The dataclasses of a defaulted, valid spec."""
     m, t, p, lo, e = s["model"], s["template"], s["parsers"], s["lora"], s["engine"]
     r, ro, sv = s["resources"], s["rollout"], s["service"]
@@ -73,8 +75,8 @@ def _build(s: dict[str, Any], name: str, meta: dict[str, Any]) -> SmolServeSpec:
     generate = GENERATE_DEFAULTS if t["source"] == "generate" else {}
     return SmolServeSpec(
         name=name,
-        namespace=meta.get("namespace"),
-        uid=meta.get("uid"),
+        namespace=namespace,
+        uid=uid,
         model=ModelSpec(
             id=m["id"],
             revision=m.get("revision"),

@@ -16,7 +16,11 @@ from smolserve.spec.types import HF_SOURCE_RE, PVC_SOURCE_RE, SpecError
 # The longest SmolServe name whose children's names stay valid: the template Job
 # `<name>-template-<hash8>` must fit a 63-character label value (job-name label).
 MAX_NAME_LENGTH = 45
+# The patterns of this module and of the CRD are RE2's, whose `$` matches only at the very end;
+# Python's also matches before a final newline, so they are applied with ``fullmatch``.
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_NAMESPACE_LENGTH = 63
 # Flags the builders own; overriding them in extraArgs would break the wiring to the mounts,
 # the probes and the Service.
 RESERVED_ARGS = ("--model", "--chat-template", "--host", "--port", "--served-model-name")
@@ -35,12 +39,29 @@ def check_name(meta: Any) -> str:
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise SpecError("metadata.name is required")
-    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.fullmatch(name):
         raise SpecError(
             f"metadata.name {name!r} must be a DNS label starting with a letter and at most "
             f"{MAX_NAME_LENGTH} characters (children's names add suffixes)"
         )
     return name
+
+
+def check_identity(meta: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``metadata.namespace`` (a DNS label) and ``metadata.uid``, which the children carry."""
+    namespace, uid = meta.get("namespace"), meta.get("uid")
+    if namespace is not None and not (
+        isinstance(namespace, str)
+        and len(namespace) <= MAX_NAMESPACE_LENGTH
+        and _NAMESPACE_RE.fullmatch(namespace)
+    ):
+        raise SpecError(
+            f"metadata.namespace {namespace!r} must be a DNS label of at most "
+            f"{MAX_NAMESPACE_LENGTH} characters"
+        )
+    if uid is not None and not (isinstance(uid, str) and uid):
+        raise SpecError(f"metadata.uid {uid!r} must be a non-empty string")
+    return namespace, uid
 
 
 def _model_rules(m: dict[str, Any]) -> list[str]:
@@ -74,7 +95,7 @@ def _lora_rules(lo: dict[str, Any]) -> list[str]:
         failed.append(f"{path}: adapter names must be unique")
     for i, adapter in enumerate(lo["adapters"]):
         source = adapter["source"]
-        if not (HF_SOURCE_RE.match(source) or PVC_SOURCE_RE.match(source)):
+        if not (HF_SOURCE_RE.fullmatch(source) or PVC_SOURCE_RE.fullmatch(source)):
             failed.append(
                 f"{path}[{i}].source: source must be hf://org/repo@revision or pvc://claim/path"
             )
@@ -102,9 +123,9 @@ def _rollout_rules(r: dict[str, Any]) -> list[str]:
     failed = [
         f"spec.rollout.{key}: must be a non-negative integer or a percentage like 25%"
         for key in ("maxSurge", "maxUnavailable")
-        if (r[key] < 0 if isinstance(r[key], int) else not _INT_OR_PERCENT.match(r[key]))
+        if (r[key] < 0 if isinstance(r[key], int) else not _INT_OR_PERCENT.fullmatch(r[key]))
     ]
-    if _ZERO.match(str(r["maxSurge"])) and _ZERO.match(str(r["maxUnavailable"])):
+    if _ZERO.fullmatch(str(r["maxSurge"])) and _ZERO.fullmatch(str(r["maxUnavailable"])):
         failed.append("spec.rollout: maxSurge and maxUnavailable cannot both be 0")
     return failed
 

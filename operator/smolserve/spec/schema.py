@@ -19,6 +19,9 @@ import yaml
 CRD_RESOURCE = ("crd", "smolserve.yaml")
 # The CRD cannot default a field for one source only: these apply with source generate.
 GENERATE_DEFAULTS = {"variant": "fixed", "closeSystemTurn": True}
+# Deeper than any SmolServe nests (affinity's term values: 9 levels below spec; managedFields:
+# about 25), and far from Python's recursion limit, which validating a deeper value reaches.
+MAX_DEPTH = 64
 # An error message quoting a value longer than this is replaced by the rule it breaks.
 _MAX_MESSAGE = 200
 # Kubernetes' ObjectMeta (apimachinery meta/v1): every field an object's metadata may carry,
@@ -130,11 +133,68 @@ def openapi_schema(node: dict[str, Any], *, closed: bool) -> dict[str, Any]:
     return out
 
 
+def _re2_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """The ``pattern`` keyword as the API server (RE2) applies it: a final ``$`` is the end of
+    the text. Python's ``$`` also matches before a final newline, so ``"4\\n"`` would pass."""
+    from jsonschema.exceptions import ValidationError
+
+    anchored = (
+        pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    )
+    if validator.is_type(instance, "string") and not re.search(anchored, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @functools.cache
 def _validator() -> Any:
+    from jsonschema.validators import extend
     from openapi_schema_validator import OAS30Validator
 
-    return OAS30Validator(openapi_schema(spec_schema(), closed=True))
+    validator = extend(OAS30Validator, {"pattern": _re2_pattern})
+    return validator(openapi_schema(spec_schema(), closed=True))
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _step(key: str | int) -> str:
+    """One step of a field path: ``[0]``, ``.name``, or a map key quoted (``['a.b/c']``), so a
+    key with dots, spaces or newlines keeps the path readable and on one line."""
+    if isinstance(key, int):
+        return f"[{key}]"
+    return f".{key}" if _PLAIN_KEY.fullmatch(key) else f"[{key!r}]"
+
+
+def structure_error(obj: dict[str, Any]) -> str | None:
+    """One line for the first field name that is not a string (YAML reads ``1:`` or ``null:``
+    as one) or the first value nested deeper than any SmolServe's, in the object's top level,
+    ``metadata`` or ``spec``; or ``None``. Checked first, so nothing later recurses too deep."""
+    for key in obj:
+        if not isinstance(key, str):
+            return f"unknown field {key!r} (known: {', '.join(sorted(object_fields()))})"
+    for section in ("metadata", "spec"):
+        found = _structure_error(obj.get(section), section, 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _structure_error(value: Any, path: str, depth: int) -> str | None:
+    if isinstance(value, dict | list) and depth > MAX_DEPTH:
+        return f"{path}: nested more than {MAX_DEPTH} levels deep"
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if not isinstance(key, str):
+                return f"{path}: field names must be strings, not {key!r}"
+            found = _structure_error(child, path + _step(key), depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            found = _structure_error(child, f"{path}[{i}]", depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 def schema_error(spec: dict[str, Any]) -> str | None:
@@ -144,7 +204,7 @@ def schema_error(spec: dict[str, Any]) -> str | None:
     error = best_match(_validator().iter_errors(spec))
     if error is None:
         return None
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    where = "".join(_step(p) for p in error.absolute_path)
     if error.validator == "additionalProperties" and error.validator_value is False:
         known = error.schema.get("properties") or {}
         unknown = sorted(set(error.instance) - set(known))

@@ -81,7 +81,7 @@ class LoraAdapter:
     @property
     def hf_repo(self) -> tuple[str, str]:
         """(repo id, revision) of an ``hf://repo@rev`` source."""
-        match = HF_SOURCE_RE.match(self.source)
+        match = HF_SOURCE_RE.fullmatch(self.source)
         if not match:
             raise SpecError(f"lora adapter {self.name!r}: {self.source!r} is not hf://repo@rev")
         return match["repo"], match["revision"]
@@ -89,7 +89,7 @@ class LoraAdapter:
     @property
     def pvc(self) -> PvcRef:
         """(claim, path inside it) of a ``pvc://claim/path`` source."""
-        match = PVC_SOURCE_RE.match(self.source)
+        match = PVC_SOURCE_RE.fullmatch(self.source)
         if not match:
             raise SpecError(f"lora adapter {self.name!r}: {self.source!r} is not pvc://claim/path")
         return PvcRef(match["claim"], match["path"].strip("/"))

@@ -14,8 +14,12 @@ from smolserve.errors import UsageError
 def read_text(path: str, what: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"cannot read {what} {path}: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
 
 
 def read_json(path: str, what: str) -> Any:
@@ -24,6 +28,8 @@ def read_json(path: str, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{what} {path} is not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{what} {path}: JSON nested too deeply to read") from None
 
 
 def write_atomic(path: str, text: str) -> Path:

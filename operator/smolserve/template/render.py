@@ -38,6 +38,8 @@ def syntax_error(template_text: str) -> str | None:
         _compile_jinja_template(template_text)
     except TemplateSyntaxError as exc:
         return f"syntax error on line {exc.lineno}: {exc.message}"
+    except RecursionError:  # Jinja's parser recurses per nested expression: (((((…)))))
+        return "syntax error: expressions nested too deeply to parse"
     return None
 
 
@@ -55,7 +57,7 @@ def render_prompt(
     """The prompt text ``template_text`` makes of ``messages``, as vLLM would render it.
 
     ``enable_thinking=None`` leaves the template's own default; ``today`` freezes the date.
-    A template error becomes a one-line ``SmolserveError``.
+    Any error the template raises (it is code) becomes a one-line ``SmolserveError``.
     """
     from jinja2 import TemplateError
 
@@ -75,6 +77,11 @@ def render_prompt(
         )
     except TemplateError as exc:
         line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
-        raise SmolserveError(f"chat template failed to render{line}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise SmolserveError(f"chat template failed to render: {exc}") from None
+        raise SmolserveError(f"chat template failed to render{line}: {_one_line(exc)}") from None
+    except Exception as exc:  # a template is code: 1/0, a macro calling itself, ...
+        raise SmolserveError(f"chat template failed to render: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line (a template's raise_exception text may hold newlines)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
