@@ -481,6 +481,15 @@ class Reconciler:
             keys |= self._rechecks.keys()
         return max(len(keys), len(self.overlay), len(self._locks), self.metrics.tracked())
 
+    def deleted(self, key: Key, uid: str | None) -> None:
+        """The SmolServe ``uid`` was deleted: forget it once no reconcile of it runs (unless a
+        successor of that name is already known)."""
+        with self._locks.hold(key):
+            with self._guard:
+                known = self._incarnation.get(key)
+            if known in (None, uid):
+                self.forget(key)
+
     def forget(self, key: Key) -> None:
         """Drop everything kept for a deleted SmolServe: a new one of that name starts clean."""
         self.overlay.forget(key)
