@@ -19,7 +19,7 @@ from smolserve.kinds import Ref
 from smolserve.manifests import build_template_configmap
 from smolserve.manifests.agent import agent_config_name
 from smolserve.operator.apply import LAST_APPLIED
-from smolserve.operator.projection import project
+from smolserve.operator.projection import pack, project
 from smolserve.operator.reconcile import Observed, Plan, plan, read_spec, split_owned
 from support.factories import operator_config
 
@@ -79,11 +79,11 @@ class World:
         self.children[Ref.of(live)] = live
 
     def plans(self) -> tuple[Plan, Plan]:
-        """The plan from the full objects, and the one from their projections."""
+        """The plan from the full objects, and the one from their packed projections."""
         full = list(self.children.values())
         return (
             _plan(self.serve, full),
-            _plan(project(self.serve), [project(obj) for obj in full]),
+            _plan(pack(self.serve).unpack(), [pack(obj).unpack() for obj in full]),
         )
 
     def apply(self, result: Plan) -> None:
@@ -190,3 +190,4 @@ def test_projections_drop_what_is_never_read() -> None:
             assert meta.get("annotations") == obj["metadata"].get("annotations")
         if "-parsers-" in ref.name:
             assert len(str(kept)) < len(str(obj)) / 5  # the plugin's source is not kept
+        assert pack(obj).unpack() == kept

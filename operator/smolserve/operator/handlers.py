@@ -27,7 +27,7 @@ from smolserve import labels
 from smolserve.kinds import CHILDREN, SMOLSERVE
 from smolserve.operator.agents import pod_projection
 from smolserve.operator.kube import ApiError
-from smolserve.operator.projection import project
+from smolserve.operator.projection import pack
 from smolserve.operator.runtime import (
     PODS_INDEX,
     SERVES_INDEX,
@@ -50,7 +50,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     labelled = {labels.SERVE: kopf.PRESENT}
 
     async def index_serve(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
-        return {(namespace, name): project(body)}
+        return {(namespace, name): pack(body)}
 
     kopf.index(*serve_resource, id=SERVES_INDEX, registry=registry)(index_serve)
 
@@ -73,7 +73,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
         cause(*serve_resource, id="reconcile", registry=registry)(on_serve)
 
     async def index_child(namespace: str, body: kopf.Body, **_: Any) -> dict:
-        return {(namespace, body["metadata"]["labels"][labels.SERVE]): project(body)}
+        return {(namespace, body["metadata"]["labels"][labels.SERVE]): pack(body)}
 
     async def on_child(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
         key = (namespace, body["metadata"]["labels"][labels.SERVE])
