@@ -21,6 +21,8 @@ Phases:
   create, wait for steady, delete, wait until the garbage collector removed every child and
   the operator is quiet; after each wave the RSS, the threads and how many SmolServes the
   operator still keeps anything for (``tracked``, from its liveness endpoint: 0 is no leak).
+  ``--childless N`` adds N SmolServes per wave with an invalid spec: they get a status and no
+  children, so no child's deletion ever reminds the operator of them.
 
 ``--operator-path DIR`` runs the operator from another checkout's ``operator/`` directory (an
 older commit, for before/after numbers with the same benchmark).
@@ -131,6 +133,23 @@ def create(cluster: Cluster, namespace: str, names: list[str]) -> None:
         cluster.core.create_namespaced_config_map(namespace, template_configmap(serve, CONFIG))
 
 
+def create_childless(cluster: Cluster, namespace: str, names: list[str]) -> None:
+    """SmolServes the operator makes no child for: their spec is invalid (no configMapRef)."""
+    for name in names:
+        body = {
+            "apiVersion": labels.API_VERSION,
+            "kind": labels.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "model": {"pvc": {"claimName": "m", "path": "p"}},
+                "template": {"source": "configMap"},
+            },
+        }
+        cluster.custom.create_namespaced_custom_object(
+            labels.GROUP, labels.VERSION, namespace, labels.PLURAL, body
+        )
+
+
 def start_operator(cluster: Cluster, namespace: str, operator_path: Path | None) -> Operator:
     env = {"SMOLSERVE_TEMPLATE_JOB_IMAGE": JOB_IMAGE, "BENCH_TEMPLATE_TEXT": TEMPLATE_TEXT}
     if operator_path is not None:
@@ -224,6 +243,7 @@ def churn(
     namespace: str,
     quiet: float,
     operator_path: Path | None,
+    childless: int = 0,
 ) -> dict[str, Any]:
     cluster.ensure_namespace(namespace)
     requests = Requests(cluster)
@@ -234,6 +254,7 @@ def churn(
         started = {"rss_mib": round(op.memory_mib()[0], 1), "threads": threads(op)}
         for wave in range(waves):
             create(cluster, namespace, [f"w{wave}-{i:04d}" for i in range(count)])
+            create_childless(cluster, namespace, [f"w{wave}-bad-{i:04d}" for i in range(childless)])
             wait_statuses(cluster, namespace, count, 7200)
             wait_rollouts(cluster, namespace, count, 7200)
             requests.settle(quiet)
@@ -252,6 +273,7 @@ def churn(
         first = rows[0]["rss_mib_after"]
         return {
             "smolserves_per_wave": count,
+            "childless_per_wave": childless,
             "before_first_wave": started,
             "waves": rows,
             "max_rss_after_vs_first_wave": round(max(r["rss_mib_after"] for r in rows) / first, 3),
@@ -268,6 +290,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000, help="SmolServes (per wave)")
     parser.add_argument("--waves", type=int, default=5, help="churn waves")
+    parser.add_argument(
+        "--childless", type=int, default=0, help="invalid SmolServes per churn wave"
+    )
     parser.add_argument("--edits", type=int, default=100, help="timed spec edits at steady state")
     parser.add_argument("--window", type=float, default=60, help="seconds of idle steady state")
     parser.add_argument(
@@ -307,7 +332,13 @@ def main() -> None:
             )
         if args.phase in ("churn", "both"):
             results["churn"] = churn(
-                cluster, args.count, args.waves, "smolscale-churn", args.quiet, args.operator_path
+                cluster,
+                args.count,
+                args.waves,
+                "smolscale-churn",
+                args.quiet,
+                args.operator_path,
+                args.childless,
             )
     text = json.dumps(results, indent=2)
     print(text)
