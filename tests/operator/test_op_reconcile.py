@@ -13,8 +13,11 @@ child the operator does not own) and asserts that reconciling it wrote nothing.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from smolserve import labels
 from smolserve.operator.overlay import resource_version
@@ -337,3 +340,36 @@ def test_new_inputs_with_the_same_template_text_reuse_its_configmap(world: World
     assert ready()
     assert world.job_posts() == posts_before
     assert mounted(world.deployment()) == cm["metadata"]["name"]
+
+
+@pytest.mark.parametrize("cluster", [{"gc_delay": None}], indirect=True)
+def test_deleted_smolserves_are_forgotten_without_their_childrens_events(world: World) -> None:
+    """The garbage collector never runs here, so no child's deletion ever triggers a
+    reconcile: the SmolServe's own deletion must make the operator forget it, children or
+    not, and leave no thread (a recheck timer) behind."""
+    reconciler = world.operator.reconciler
+    assert reconciler is not None
+    threads = _own_threads()
+    bad = ["bad-1", "bad-2", "bad-3"]  # an invalid spec: no children at all
+    for name in bad:
+        world.create({"template": {"source": "configMap"}}, name=name)
+    world.create()  # a valid one, with children
+    world.wait_job()
+    wait_for(
+        lambda: all(world.condition("Degraded", name).get("status") == "True" for name in bad),
+        what="the bad specs reported",
+    )
+    wait_for(lambda: reconciler.tracked() == 4, what="the operator to track all four")
+    for name in [*bad, "smol"]:
+        world.delete(name)
+    wait_for(lambda: reconciler.tracked() == 0, what="the operator to forget all four")
+    assert world.children("jobs", "batch")  # the collector did not run: no child event came
+    wait_for(lambda: reconciler.idle(), what="nothing running")
+    assert not [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+    assert _own_threads() == threads
+
+
+def _own_threads() -> set[str]:
+    """The threads alive, but the workers of thread pools (bounded; kopf's and asyncio's)."""
+    pools = ("ThreadPoolExecutor-", "asyncio_")
+    return {t.name for t in threading.enumerate() if not t.name.startswith(pools)}

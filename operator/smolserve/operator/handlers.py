@@ -17,6 +17,7 @@ SmolServe unreconciled until its next event, which may never come.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -26,6 +27,7 @@ from smolserve import labels
 from smolserve.kinds import CHILDREN, SMOLSERVE
 from smolserve.operator.agents import pod_projection
 from smolserve.operator.kube import ApiError
+from smolserve.operator.projection import pack
 from smolserve.operator.runtime import (
     PODS_INDEX,
     SERVES_INDEX,
@@ -48,9 +50,17 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     labelled = {labels.SERVE: kopf.PRESENT}
 
     async def index_serve(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
-        return {(namespace, name): dict(body)}
+        return {(namespace, name): pack(body)}
 
     kopf.index(*serve_resource, id=SERVES_INDEX, registry=registry)(index_serve)
+
+    async def on_serve_event(
+        namespace: str, name: str, uid: str, type: str | None, **_: Any
+    ) -> None:
+        if type == "DELETED":  # forgotten even if no child's event ever comes (it had none)
+            await asyncio.to_thread(reconciler.deleted, (namespace, name), uid)
+
+    kopf.on.event(*serve_resource, id="forget-deleted", registry=registry)(on_serve_event)
 
     def on_serve(namespace: str, name: str, **kwargs: Any) -> None:
         try:
@@ -63,7 +73,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
         cause(*serve_resource, id="reconcile", registry=registry)(on_serve)
 
     async def index_child(namespace: str, body: kopf.Body, **_: Any) -> dict:
-        return {(namespace, body["metadata"]["labels"][labels.SERVE]): dict(body)}
+        return {(namespace, body["metadata"]["labels"][labels.SERVE]): pack(body)}
 
     async def on_child(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
         key = (namespace, body["metadata"]["labels"][labels.SERVE])

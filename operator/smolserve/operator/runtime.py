@@ -128,9 +128,14 @@ def retry_delay(exc: ApiError, planned: float) -> float:
     return max(planned, exc.retry_after or 0.0)
 
 
-def _values(indexes: Mapping[str, Any], name: str, key: Any) -> list[dict[str, Any]]:
+def _values(indexes: Mapping[str, Any], name: str, key: Any) -> list[Any]:
     index = indexes.get(name)
     return list(index.get(key, ())) if index is not None else []
+
+
+def _objects(indexes: Mapping[str, Any], name: str, key: Any) -> list[dict[str, Any]]:
+    """The objects an index keeps packed (``projection.pack``) under ``key``, unpacked."""
+    return [packed.unpack() for packed in _values(indexes, name, key)]
 
 
 def termination_message(pods: Iterable[dict[str, Any]]) -> str:
@@ -204,7 +209,7 @@ class Reconciler:
         itself is gone (its cache entry may lag): before writing anything, check.
         """
         with self._locks.hold(key):
-            serves = _values(indexes, SERVES_INDEX, key)
+            serves = _objects(indexes, SERVES_INDEX, key)
             if not serves or serves[0]["metadata"].get("deletionTimestamp"):
                 self.forget(key)
                 return  # deleted: owner references take the children
@@ -320,7 +325,7 @@ class Reconciler:
         self, key: Key, serve: dict[str, Any], indexes: Mapping[str, Any]
     ) -> reconcile.Observed:
         spec = self._spec(key, serve)
-        cached = [o for kind in CHILD_KINDS for o in _values(indexes, children_index(kind), key)]
+        cached = [o for kind in CHILD_KINDS for o in _objects(indexes, children_index(kind), key)]
         owned, foreign = reconcile.split_owned(
             self.overlay.objects(key, cached), serve["metadata"].get("uid")
         )
@@ -480,6 +485,15 @@ class Reconciler:
             keys |= self._handled | self._specs.keys() | self._incarnation.keys()
             keys |= self._rechecks.keys()
         return max(len(keys), len(self.overlay), len(self._locks), self.metrics.tracked())
+
+    def deleted(self, key: Key, uid: str | None) -> None:
+        """The SmolServe ``uid`` was deleted: forget it once no reconcile of it runs (unless a
+        successor of that name is already known)."""
+        with self._locks.hold(key):
+            with self._guard:
+                known = self._incarnation.get(key)
+            if known in (None, uid):
+                self.forget(key)
 
     def forget(self, key: Key) -> None:
         """Drop everything kept for a deleted SmolServe: a new one of that name starts clean."""
