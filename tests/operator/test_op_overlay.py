@@ -61,8 +61,12 @@ def test_an_event_is_an_echo_only_at_the_written_version() -> None:
 
 def test_the_status_written_is_laid_over_until_the_watch_shows_it() -> None:
     overlay = Overlay()
-    serve = {"kind": "SmolServe", "metadata": {"name": "smol"}, "status": {"phase": "Pending"}}
-    overlay.record_status(KEY, {"phase": "Ready", "replicas": 1})
+    serve = {
+        "kind": "SmolServe",
+        "metadata": {"name": "smol", "resourceVersion": "4"},
+        "status": {"phase": "Pending"},
+    }
+    overlay.record_status(KEY, {"phase": "Ready", "replicas": 1}, 5)  # the write's answer: 5
     seen = overlay.serve(KEY, serve)
     assert seen["status"] == {"phase": "Ready", "replicas": 1}
     assert serve["status"] == {"phase": "Pending"}  # the cached body is never changed
@@ -70,10 +74,19 @@ def test_the_status_written_is_laid_over_until_the_watch_shows_it() -> None:
     assert overlay.serve(KEY, caught_up) is caught_up and len(overlay) == 0
 
 
+def test_a_newer_version_than_the_status_write_is_the_truth() -> None:
+    """Someone wrote after the operator (the watch shows version 6, past the write's 5):
+    what the watch shows wins, even without the operator's status in it."""
+    overlay = Overlay()
+    overlay.record_status(KEY, {"phase": "Ready"}, 5)
+    newer = {"kind": "SmolServe", "metadata": {"name": "smol", "resourceVersion": "6"}}
+    assert overlay.serve(KEY, newer) is newer and len(overlay) == 0
+
+
 def test_forget_drops_everything_kept_for_a_smolserve() -> None:
     overlay = Overlay()
     overlay.record(KEY, Ref("Service", "ns", "smol"), obj("smol", 1))
-    overlay.record_status(KEY, {"phase": "Ready"})
+    overlay.record_status(KEY, {"phase": "Ready"}, 2)
     overlay.record(("ns", "other"), Ref("Service", "ns", "other"), obj("other", 1))
     overlay.forget(KEY)
     assert len(overlay) == 1
