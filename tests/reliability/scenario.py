@@ -122,6 +122,10 @@ class Creations:
         ):
             self.counts[plural, obj["metadata"]["name"]] += 1
 
+    def more_than_once(self) -> dict[tuple[str, str], int]:
+        """For a scenario whose template is published once (so is the Job's RBAC)."""
+        return {key: n for key, n in self.counts.items() if n > 1}
+
     def beyond(self, reference: Creations) -> dict[tuple[str, str], int]:
         """The objects created more often than in ``reference`` (the same scenario without
         faults): a duplicate. (Some are created more than once in any run: the template
