@@ -22,6 +22,7 @@ from smolserve.operator.apply import LAST_APPLIED
 from smolserve.operator.projection import pack, project
 from smolserve.operator.reconcile import Observed, Plan, plan, read_spec, split_owned
 from support.factories import operator_config
+from support.patching import merge_patch
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))
@@ -36,19 +37,6 @@ ROLLED_OUT = {
     "availableReplicas": 1,
     "conditions": [{"type": "Available", "status": "True"}],
 }
-
-
-def merge(target: Any, patch: Any) -> Any:
-    """An RFC 7386 JSON merge patch applied to ``target``."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge(result.get(key), value)
-    return result
 
 
 class World:
@@ -105,13 +93,13 @@ class World:
                 )
             self.store(obj, **status)
         for ref, body in result.patch:
-            patched = merge(self.children[ref], body)
+            patched = merge_patch(self.children[ref], body)
             patched["metadata"]["resourceVersion"] = str(next(self._versions))
             self.children[ref] = patched
         for ref in result.delete:
             self.children.pop(ref, None)
         if result.status is not None:
-            self.serve["status"] = merge(self.serve.get("status") or {}, result.status)
+            self.serve["status"] = merge_patch(self.serve.get("status") or {}, result.status)
 
     def settle(self) -> int:
         """Plan and apply until nothing is left to write, checking every step; the steps."""
