@@ -27,13 +27,13 @@ from smolserve import labels
 from smolserve.manifests import OperatorConfig, template_configmap_name
 from smolserve.manifests.desired import ServedTemplate, desired_state
 from smolserve.operator.kube import ApiError, Kube
-from smolserve.operator.runner import login
+from smolserve.operator.runner import login_for
 from smolserve.spec import load_spec
 
 
 def build_registry(kube: Kube, config: OperatorConfig, template_text: str) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    kopf.on.login(registry=registry)(login)
+    kopf.on.login(registry=registry)(login_for(kube))
     sha = hashlib.sha256(template_text.encode()).hexdigest()
 
     @kopf.on.create(labels.GROUP, labels.VERSION, labels.PLURAL, registry=registry)

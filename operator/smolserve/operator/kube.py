@@ -33,17 +33,21 @@ RETRY_PAUSES = (0.2, 1.0)
 MAX_RETRY_AFTER = 10.0  # seconds; a longer Retry-After is the reconcile's to wait out
 
 
-def load_configuration() -> Any:
-    """The client configuration from ``KUBECONFIG`` (read now, not at import) or in-cluster."""
+def kubeconfig_path() -> str | None:
+    """``KUBECONFIG`` as it is now (read at start, not at import); None: in-cluster."""
+    return os.environ.get("KUBECONFIG") or None
+
+
+def load_configuration(kubeconfig: str | None) -> Any:
+    """The client configuration from the kubeconfig file ``kubeconfig``, or in-cluster (None),
+    read afresh (a rotated service-account token is picked up)."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
     configuration.retries = 0  # urllib3 retries nothing behind Kube's back (see Kube.request)
     try:
-        if os.environ.get("KUBECONFIG"):
-            config.load_kube_config(
-                config_file=os.environ["KUBECONFIG"], client_configuration=configuration
-            )
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         else:
             config.load_incluster_config(client_configuration=configuration)
     except (config.ConfigException, OSError) as exc:
@@ -90,19 +94,22 @@ class Kube:
         *,
         timeout: tuple[float, float] = (10.0, 60.0),
         pauses: tuple[float, ...] = RETRY_PAUSES,
+        kubeconfig: str | None = None,
     ) -> None:
         self._api = api_client
         self.timeout = timeout
         self.pauses = pauses
+        self.kubeconfig = kubeconfig  # where its configuration came from (None: in-cluster)
 
     @classmethod
     def from_environment(cls, *, timeout: tuple[float, float] = (10.0, 60.0)) -> Kube:
         """``KUBECONFIG`` when set, else the in-cluster service account."""
         from kubernetes import client
 
-        api_client = client.ApiClient(load_configuration())
+        kubeconfig = kubeconfig_path()
+        api_client = client.ApiClient(load_configuration(kubeconfig))
         api_client.user_agent = USER_AGENT  # tells the operator's requests apart in audit logs
-        return cls(api_client, timeout=timeout)
+        return cls(api_client, timeout=timeout, kubeconfig=kubeconfig)
 
     def request(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kopf
@@ -18,27 +18,33 @@ from smolserve.operator.runtime import Reconciler
 from smolserve.operator.settings import PEERING_LIFETIME, Timeouts, build_settings
 
 
-def login(**_: Any) -> kopf.ConnectionInfo:
-    """kopf's credentials from the same configuration as the operator's own client."""
-    configuration = load_configuration()
-    header = configuration.get_api_key_with_prefix("BearerToken") or ""
-    scheme, _, token = header.rpartition(" ")
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme or None,
-        token=token or None,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-    )
+def login_for(kube: Kube) -> Callable[..., kopf.ConnectionInfo]:
+    """kopf's login handler: credentials from the same source as ``kube``'s, read again at
+    each login (kopf logs in again when the API answers 401), so that kopf's watches and the
+    operator's own writes always go to the same API server."""
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        configuration = load_configuration(kube.kubeconfig)
+        header = configuration.get_api_key_with_prefix("BearerToken") or ""
+        scheme, _, token = header.rpartition(" ")
+        return kopf.ConnectionInfo(
+            server=configuration.host,
+            ca_path=configuration.ssl_ca_cert,
+            insecure=not configuration.verify_ssl,
+            username=configuration.username or None,
+            password=configuration.password or None,
+            scheme=scheme or None,
+            token=token or None,
+            certificate_path=configuration.cert_file,
+            private_key_path=configuration.key_file,
+        )
+
+    return login
 
 
 def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    kopf.on.login(registry=registry)(login)
+    kopf.on.login(registry=registry)(login_for(reconciler.kube))
     register(registry, reconciler)
     return registry
 
