@@ -10,9 +10,10 @@ Every trigger runs the same ``Reconciler.reconcile`` for one SmolServe:
 
 Index functions are async and do no I/O (no thread hop per watch event); the reconcile does
 I/O and runs in a thread. kopf retries the SmolServe's own handlers itself; the other triggers
-go through ``Reconciler.submit``, which coalesces them and retries, with growing pauses (or the
-server's ``Retry-After``), for as long as the API keeps failing: giving up would leave the
-SmolServe unreconciled until its next event, which may never come.
+go through ``Reconciler.submit``, which queues the reconcile and returns at once (kopf indexes
+an object's next event only after its handlers for the last one returned), coalesces them and
+retries, with growing pauses (or the server's ``Retry-After``), for as long as the API keeps
+failing: giving up would leave the SmolServe unreconciled until its next event.
 """
 
 from __future__ import annotations

@@ -186,6 +186,7 @@ class Reconciler:
         self._progress: dict[Key, Progress] = {}
         self._handled: set[Key] = set()  # its own kopf handler ran (in this process)
         self._queued: dict[Key, bool] = {}  # a reconcile is queued (any event a deletion?)
+        self._tasks: set[asyncio.Task[None]] = set()  # queued, running or retrying reconciles
         self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
         self._incarnation: dict[Key, str | None] = {}  # the uid the state above is about
         self._rechecks: dict[Key, threading.Timer] = {}  # a deadline to plan again at
@@ -251,17 +252,27 @@ class Reconciler:
     async def submit(
         self, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool = False
     ) -> None:
-        """Reconcile for a child's or a template source's event, on kopf's loop.
+        """Queue a reconcile for a child's or a template source's event; returns at once.
 
-        Events of one SmolServe that arrive while a reconcile of it is queued join that
-        reconcile, as a controller's work queue de-duplicates keys: the queued reconcile reads
-        the caches when it runs, so it sees every change that came in meanwhile. It runs in a
-        thread; a transient API error is retried after a pause.
+        kopf handles one object's events one after another, indexing each before its handlers
+        run: a handler that waited for the reconcile (and for its retries, while the API keeps
+        failing) would hold that object's index at its old state all the while, and every
+        reconcile meanwhile would plan from the stale copy. So the reconcile runs in a task of
+        its own, as a controller's work queue does. Events of one SmolServe that arrive while a
+        reconcile of it is queued join that reconcile: it reads the caches when it runs, so it
+        sees every change that came in meanwhile.
         """
         if key in self._queued:
             self._queued[key] |= after_deletion
             return
         self._queued[key] = after_deletion
+        task = asyncio.create_task(self._work(key, indexes), name=f"reconcile {key[0]}/{key[1]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    async def _work(self, key: Key, indexes: Mapping[str, Any]) -> None:
+        """Wait for more events to join, then reconcile in a thread; a failed reconcile is
+        retried with growing pauses (or the server's Retry-After) until it succeeds."""
         try:
             await asyncio.sleep(COALESCE_SECONDS)
         finally:
@@ -274,6 +285,11 @@ class Reconciler:
                 delay = retry_delay(exc, RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
                 logger.warning("reconciling %s/%s failed (%s); retrying in %g s", *key, exc, delay)
                 await asyncio.sleep(delay)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s failed", task.get_name(), exc_info=task.exception())
 
     def _still_there(self, key: Key, serve: dict[str, Any]) -> bool:
         """Whether the SmolServe the cache shows still exists (one GET, only when a child's
@@ -475,8 +491,8 @@ class Reconciler:
             return self._progress.get(key)
 
     def idle(self) -> bool:
-        """Whether no reconcile is running, waiting or queued right now."""
-        return len(self._locks) == 0 and not self._queued
+        """Whether no reconcile is running, waiting, queued or due for a retry right now."""
+        return len(self._locks) == 0 and not self._queued and not self._tasks
 
     def tracked(self) -> int:
         """How many SmolServes the operator keeps anything for (for leak checks)."""

@@ -1,0 +1,75 @@
+"""``Reconciler.submit``, the operator's work queue for child and source events: the handler
+that calls it returns at once (kopf indexes an object's next event only once its handlers for
+the last one returned), events that come while a reconcile is queued join it, and a failing
+reconcile is retried in the background until it succeeds."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from smolserve.manifests import OperatorConfig
+from smolserve.operator import runtime
+from smolserve.operator.kube import ApiError, Kube
+from smolserve.operator.runtime import Reconciler
+
+KEY = ("ns", "smol")
+
+
+class Recorded(Reconciler):
+    """A Reconciler whose reconcile (the collaborator the queue runs) fails ``failures`` times,
+    then records its calls; ``gate`` holds each call until a test opens it."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__(Kube(None), OperatorConfig.from_env())
+        self.failures = failures
+        self.calls: list[bool] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def reconcile(self, key: Any, indexes: Any, **kwargs: Any) -> None:
+        self.gate.wait(10)
+        if self.failures:
+            self.failures -= 1
+            raise ApiError(503, "the server is currently unable to handle the request")
+        self.calls.append(kwargs.get("after_deletion", False))
+
+
+def test_the_handler_returns_before_the_reconcile_ran() -> None:
+    async def scenario() -> None:
+        reconciler = Recorded()
+        reconciler.gate.clear()
+        await asyncio.wait_for(reconciler.submit(KEY, {}), timeout=1)  # returns at once
+        assert not reconciler.idle() and reconciler.calls == []
+        reconciler.gate.set()
+        while not reconciler.idle():
+            await asyncio.sleep(0.01)
+        assert reconciler.calls == [False]
+
+    asyncio.run(scenario())
+
+
+def test_events_while_queued_join_one_reconcile() -> None:
+    async def scenario() -> None:
+        reconciler = Recorded()
+        for deleted in (False, True, False):
+            await reconciler.submit(KEY, {}, after_deletion=deleted)
+        while not reconciler.idle():
+            await asyncio.sleep(0.01)
+        assert reconciler.calls == [True]  # one reconcile, told a deletion was among them
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_reconcile_is_retried_in_the_background(monkeypatch: Any) -> None:
+    monkeypatch.setattr(runtime, "RETRY_DELAYS", (0.01,))
+
+    async def scenario() -> None:
+        reconciler = Recorded(failures=3)
+        await asyncio.wait_for(reconciler.submit(KEY, {}), timeout=1)
+        while not reconciler.idle():
+            await asyncio.sleep(0.01)
+        assert reconciler.calls == [False] and reconciler.failures == 0
+
+    asyncio.run(scenario())
