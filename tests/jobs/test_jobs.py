@@ -24,7 +24,7 @@ from smolserve.manifests import (
 )
 from smolserve.manifests.common import sha256_hex
 from smolserve.spec import load_spec
-from support import EmulatedCluster, load_crds
+from support import EmulatedCluster, install_crds
 
 UID = "0b5d6c1e-0000-4000-8000-000000000002"  # for the tests that need no cluster
 CONFIG = OperatorConfig(job_image="example.org/smolserve-job:test")
@@ -55,11 +55,9 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def owner_uid(cluster: EmulatedCluster) -> str:
     """The uid of a SmolServe ``smol`` that exists in the cluster: the emulator garbage-collects
     a child whose owner does not exist, as the API server's collector would."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    for crd in load_crds():
-        client.ApiextensionsV1Api(api_client).create_custom_resource_definition(crd)
+    api_client = install_crds(cluster)
     created = client.CustomObjectsApi(api_client).create_namespaced_custom_object(
         labels.GROUP, labels.VERSION, "default", labels.PLURAL, serve({}, None)
     )

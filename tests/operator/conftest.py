@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the `support` package
 
 from smolserve.manifests import OperatorConfig
-from support import EmulatedCluster, load_crds
+from support import EmulatedCluster, install_crds
 from support.kubelet import Kubelet
 from support.running import OperatorThread
 from support.thirdparty import serve_optional_apis
@@ -30,10 +30,7 @@ def cluster(
     options = getattr(request, "param", {})
     with EmulatedCluster(tmp_path / "kubeconfig", **options) as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-        client = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
-        ext = kubernetes.client.ApiextensionsV1Api(client)
-        for crd in load_crds():
-            ext.create_custom_resource_definition(crd)
+        install_crds(cluster)
         yield cluster
 
 

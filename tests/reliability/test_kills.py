@@ -38,7 +38,7 @@ import pytest
 from smolserve import labels
 from smolserve.manifests.server import mounted_template, served_template_hash
 from smolserve.operator.kube import USER_AGENT
-from support import EmulatedCluster, load_crds
+from support import EmulatedCluster, install_crds
 from support.factories import TEST_JOB_IMAGE
 from support.faults import Call, FaultProxyThread
 from support.jobplayer import JobPlayer
@@ -140,9 +140,7 @@ def run_scenario(tmp_path: Path, models_dir: Path) -> Iterator[Callable[..., Run
         workdir = tmp_path / label
         workdir.mkdir()
         with EmulatedCluster(workdir / "kubeconfig", readiness="auto", gc_delay=0.5) as cluster:
-            direct = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
-            for crd in load_crds():
-                kubernetes.client.ApiextensionsV1Api(direct).create_custom_resource_definition(crd)
+            direct = install_crds(cluster)
             kubernetes.client.CoreV1Api(direct).create_namespace({"metadata": {"name": NS}})
             creations, invariants = Creations(cluster, NS), Invariants()
             invariants.install(cluster)
@@ -263,9 +261,7 @@ def test_a_template_job_killed_mid_publish_leaves_no_half_published_configmap(
     The Job controller starts the retry pod, whose command runs to the end: one ConfigMap,
     created once, whole, never changed afterwards; the Deployment serves it."""
     with EmulatedCluster(tmp_path / "kubeconfig", readiness="auto") as cluster:
-        direct = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
-        for crd in load_crds():
-            kubernetes.client.ApiextensionsV1Api(direct).create_custom_resource_definition(crd)
+        direct = install_crds(cluster)
         kubelet = Kubelet(cluster, {"/models": models_dir}, tmp_path)
         changes: list[tuple[str, dict[str, Any]]] = []
 

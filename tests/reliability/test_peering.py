@@ -24,7 +24,7 @@ import kubernetes
 import yaml
 
 from smolserve.operator.kube import USER_AGENT
-from support import EmulatedCluster, load_crds
+from support import EmulatedCluster, install_crds, load_crds
 from support.factories import TEST_JOB_IMAGE
 from support.faults import Exchange, FaultProxyThread
 from support.jobplayer import JobPlayer
@@ -103,10 +103,7 @@ def test_one_replica_acts_and_the_other_takes_over_when_it_is_killed(
     tmp_path: Path, models_dir: Path
 ) -> None:
     with EmulatedCluster(tmp_path / "kubeconfig", readiness="auto", gc_delay=0.5) as cluster:
-        direct = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
-        ext = kubernetes.client.ApiextensionsV1Api(direct)
-        for crd in [*load_crds(), *_peering_crds()]:
-            ext.create_custom_resource_definition(crd)
+        direct = install_crds(cluster, [*load_crds(), *_peering_crds()])
         custom = kubernetes.client.CustomObjectsApi(direct)
         peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
                    "metadata": {"name": PEERING}}  # fmt: skip

@@ -13,7 +13,7 @@ import pytest
 
 from chart.helpers import CHART, RELEASE, RELEASE_NAMESPACE, find_tool, load_all, run, values_files
 from smolserve.manifests import OperatorConfig
-from support import EmulatedCluster, load_crds
+from support import EmulatedCluster, install_crds
 from support.hub import RefusingHub, point_hub_at
 from support.kubelet import Kubelet
 from support.running import OperatorThread
@@ -41,10 +41,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulate
     """The emulator with the CRDs (as tests/operator's)."""
     with EmulatedCluster(tmp_path / "kubeconfig") as cluster:
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-        client = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
-        ext = kubernetes.client.ApiextensionsV1Api(client)
-        for crd in load_crds():
-            ext.create_custom_resource_definition(crd)
+        install_crds(cluster)
         yield cluster
 
 

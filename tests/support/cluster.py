@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import kmock
+import kubernetes
 import yaml
 
 from .controllers import ControllerManager
@@ -159,3 +160,15 @@ def load_crds(path: Path = CRD_PATH) -> list[dict[str, Any]]:
     """The CustomResourceDefinitions in a YAML stream."""
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     return [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
+
+
+def install_crds(
+    cluster: EmulatedCluster, crds: list[dict[str, Any]] | None = None
+) -> kubernetes.client.ApiClient:
+    """Create ``crds`` (default: the chart's) through the API, as ``kubectl apply`` would;
+    returns the API client it used (no fault proxy, no operator user agent)."""
+    client = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
+    ext = kubernetes.client.ApiextensionsV1Api(client)
+    for crd in load_crds() if crds is None else crds:
+        ext.create_custom_resource_definition(crd)
+    return client

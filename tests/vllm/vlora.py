@@ -46,7 +46,7 @@ from vstack import (
 
 from smolserve import labels
 from smolserve.agent.report import agent_status_name, read_reports
-from support import EmulatedCluster, load_crds
+from support import EmulatedCluster, install_crds
 from support.factories import operator_config, smolserve
 from support.kubelet import Kubelet
 from support.running import OperatorThread, wait_for
@@ -165,10 +165,7 @@ class LoraStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cluster = EmulatedCluster(self.workdir / "kubeconfig").__enter__()
         os.environ["KUBECONFIG"] = str(self.cluster.kubeconfig)
-        client = kubernetes.config.new_client_from_config(str(self.cluster.kubeconfig))
-        ext = kubernetes.client.ApiextensionsV1Api(client)
-        for crd in load_crds():
-            ext.create_custom_resource_definition(crd)
+        client = install_crds(self.cluster)
         self.core = kubernetes.client.CoreV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.kubelet = Kubelet(self.cluster, {"/models": self.assets_models}, self.workdir)
