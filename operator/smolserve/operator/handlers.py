@@ -26,6 +26,7 @@ import kopf
 
 from smolserve import labels
 from smolserve.kinds import CHILDREN, SMOLSERVE
+from smolserve.manifests.common import SERVER
 from smolserve.operator.agents import pod_projection
 from smolserve.operator.kube import ApiError
 from smolserve.operator.projection import pack
@@ -40,7 +41,6 @@ from smolserve.operator.runtime import (
     text_hashes,
 )
 
-SERVER_COMPONENT = "server"  # app.kubernetes.io/component of the vLLM pods
 # Seconds before kopf runs the SmolServe's own handler again after an API error.
 HANDLER_RETRY_DELAY = 5
 
@@ -96,7 +96,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     # deletion triggers a reconcile (its report is then removed): a rollout's progress shows
     # in the Deployment's status, and an agent's verdict in its report.
     pods = ("", "v1", "pods")
-    server_pods = {labels.SERVE: kopf.PRESENT, labels.COMPONENT: SERVER_COMPONENT}
+    server_pods = {labels.SERVE: kopf.PRESENT, labels.COMPONENT: SERVER}
 
     async def index_pod(namespace: str, body: kopf.Body, **_: Any) -> dict:
         return {(namespace, body["metadata"]["labels"][labels.SERVE]): pod_projection(body)}

@@ -8,9 +8,10 @@ import kopf
 
 from smolserve import labels
 from smolserve.kinds import CHILDREN, POD
+from smolserve.manifests.common import SERVER
 from smolserve.operator.runtime import SOURCE_LABEL
 
-SERVER_PODS = f"{labels.COMPONENT}=server"
+SERVER_PODS = f"{labels.COMPONENT}={SERVER}"
 
 # kopf's default peering lifetime: a peer that has not refreshed its record for this long is
 # taken for dead, and a paused standby takes over.
