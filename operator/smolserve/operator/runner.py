@@ -16,6 +16,7 @@ from smolserve.operator.handlers import register
 from smolserve.operator.kube import Kube, load_configuration
 from smolserve.operator.runtime import Reconciler
 from smolserve.operator.settings import PEERING_LIFETIME, Timeouts, build_settings
+from smolserve.spec import prepare_validator
 
 
 def login_for(kube: Kube) -> Callable[..., kopf.ConnectionInfo]:
@@ -77,6 +78,7 @@ def run(
         # With CRD scanning kopf starts watching a newly installed CRD; look again now and then.
         apis = ServedApis(kube, refresh_seconds=REFRESH_SECONDS if scanning else None)
         reconciler = Reconciler(kube, config or OperatorConfig.from_env(), apis=apis)
+    prepare_validator()  # at start, not in the first reconcile
     # kopf pauses every peer when two share a priority: each process draws its own.
     priority = random.randint(1, 2**31 - 1) if peering else None
     server = None

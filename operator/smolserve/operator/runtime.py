@@ -8,10 +8,8 @@ controller-runtime reconciler does:
    children into those it owns (controller uid) and the ones someone else does;
 2. **plan** with ``reconcile.plan`` (pure);
 3. **apply** the plan's creates, patches and deletes;
-4. **report**: write the status (always with its own patch, in order, under the SmolServe's
-   lock: a status handed to kopf's patch would be written after the handler returns, after
-   kopf's own retries, possibly over a newer status another reconcile wrote meanwhile) and
-   post the Events.
+4. **report**: write the status (with its own patch, in order, under the SmolServe's lock)
+   and post the Events.
 
 Reads are API calls in three cases only, all rare and remembered: a failed template Job's
 termination message (the pod's, listed once per Job), a configMap template source that is
@@ -19,7 +17,7 @@ not in the watch cache (to tell "missing" from "not labelled"), and API discover
 optional kinds (KEDA, InferencePool) once a spec asks for one (``discovery.py``). At steady
 state a reconcile makes no request at all. Each reconcile ends in one call to the metrics hook
 (``metrics.py``). Calls for one SmolServe are serialized; different SmolServes run in
-parallel (kopf runs synchronous handlers in threads).
+parallel (each queued reconcile runs in a worker thread).
 """
 
 from __future__ import annotations
@@ -184,7 +182,7 @@ class Reconciler:
         self._job_messages: dict[Key, dict[str, str]] = {}  # failed Job uid → its message
         self._sources: dict[Key, tuple[str, str]] = {}  # the (namespace, ConfigMap) it reads
         self._progress: dict[Key, Progress] = {}
-        self._handled: set[Key] = set()  # its own kopf handler ran (in this process)
+        self._generations: dict[Key, tuple[Any, Any]] = {}  # (uid, generation) last queued
         self._queued: dict[Key, bool] = {}  # a reconcile is queued (any event a deletion?)
         self._tasks: set[asyncio.Task[None]] = set()  # queued, running or retrying reconciles
         self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
@@ -199,13 +197,11 @@ class Reconciler:
         key: Key,
         indexes: Mapping[str, Any],
         *,
-        handler: bool = False,
         after_deletion: bool = False,
     ) -> None:
         """Bring one SmolServe to its desired state (a no-op when it is already there).
 
-        ``handler``: called by the SmolServe's own kopf handler (create, update, resume);
-        until that has run once, other triggers wait for it. ``after_deletion``: the trigger
+        ``after_deletion``: the trigger
         was a child's deletion, which is what the garbage collector sends when the SmolServe
         itself is gone (its cache entry may lag): before writing anything, check.
         """
@@ -219,17 +215,13 @@ class Reconciler:
                 self.forget(key)  # deleted and re-created under its name: start clean
             with self._guard:
                 self._incarnation[key] = uid
-                if handler:
-                    self._handled.add(key)
-                elif key not in self._handled:
-                    return  # its own handler (create, or resume at start) has not run; it will
             serve = self.overlay.serve(key, serves[0])
             started = time.perf_counter()
             try:
                 observed = self._observe(key, serve, indexes)
                 plan = reconcile.plan(observed, self.config, now())
                 if after_deletion and plan.writes and not self._still_there(key, serve):
-                    return  # deleted or re-created meanwhile: its own handler has the last word
+                    return  # deleted or re-created meanwhile: its own event has the last word
                 result = "changed" if plan.writes else "unchanged"
                 try:
                     self._apply(key, plan)
@@ -252,7 +244,8 @@ class Reconciler:
     async def submit(
         self, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool = False
     ) -> None:
-        """Queue a reconcile for a child's or a template source's event; returns at once.
+        """Queue a reconcile for an event (the SmolServe's, a child's, a template source's, a
+        pod's deletion); returns at once.
 
         kopf handles one object's events one after another, indexing each before its handlers
         run: a handler that waited for the reconcile (and for its retries, while the API keeps
@@ -481,6 +474,19 @@ class Reconciler:
 
     # --- lookups for the handlers and tests ----------------------------------------------------
 
+    def serve_changed(self, key: Key, serve: Mapping[str, Any]) -> bool:
+        """Whether a SmolServe's event needs a reconcile: the first event of this object (its
+        creation, or the listing at start), or a new generation (its spec changed). Its status
+        (the operator's own writes) and metadata are not read by the plan, so their changes
+        are not (controller-runtime's generation-changed predicate)."""
+        meta = serve.get("metadata") or {}
+        seen = (meta.get("uid"), meta.get("generation"))
+        with self._guard:
+            if self._generations.get(key) == seen and None not in seen:
+                return False
+            self._generations[key] = seen
+        return True
+
     def referrers(self, namespace: str, configmap: str) -> list[Key]:
         """The SmolServes whose template source is this ConfigMap (as last reconciled)."""
         with self._guard:
@@ -498,7 +504,7 @@ class Reconciler:
         """How many SmolServes the operator keeps anything for (for leak checks)."""
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
-            keys |= self._handled | self._specs.keys() | self._incarnation.keys()
+            keys |= self._generations.keys() | self._specs.keys() | self._incarnation.keys()
             keys |= self._rechecks.keys()
         return max(len(keys), len(self.overlay), len(self._locks), self.metrics.tracked())
 
@@ -519,7 +525,7 @@ class Reconciler:
             self._job_messages.pop(key, None)
             self._sources.pop(key, None)
             self._progress.pop(key, None)
-            self._handled.discard(key)
+            self._generations.pop(key, None)
             self._specs.pop(key, None)
             self._incarnation.pop(key, None)
             timer = self._rechecks.pop(key, None)
