@@ -3,7 +3,7 @@
 Every trigger queues the same ``Reconciler.reconcile`` for one SmolServe:
 
 - the SmolServe is created, found at start-up, or its spec changes (a new generation; its own
-  status writes are not a change: ``Reconciler.serve_changed``, controller-runtime's
+  status writes are not a change: ``Reconciler.serve_seen``, controller-runtime's
   generation-changed predicate);
 - one of its children changes (everything labelled ``smolserve.dev/serve=<name>``), unless
   the event only shows the operator's own last write;
@@ -36,7 +36,6 @@ from smolserve.operator.agents import pod_projection
 from smolserve.operator.projection import pack
 from smolserve.operator.runtime import (
     PODS_INDEX,
-    SERVES_INDEX,
     SOURCE_LABEL,
     SOURCES_INDEX,
     Reconciler,
@@ -50,18 +49,13 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     serve_resource = (SMOLSERVE.group, SMOLSERVE.version, SMOLSERVE.plural)
     labelled = {labels.SERVE: kopf.PRESENT}
 
-    async def index_serve(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
-        return {(namespace, name): pack(body)}
-
-    kopf.index(*serve_resource, id=SERVES_INDEX, registry=registry)(index_serve)
-
     async def on_serve_event(
         namespace: str, name: str, uid: str, body: kopf.Body, type: str | None, **kwargs: Any
     ) -> None:
         key = (namespace, name)
         if type == "DELETED":  # forgotten even if no child's event ever comes (it had none)
             await asyncio.to_thread(reconciler.deleted, key, uid)
-        elif reconciler.serve_changed(key, body):
+        elif reconciler.serve_seen(key, body):
             await reconciler.submit(key, kwargs)
 
     kopf.on.event(*serve_resource, id="serve-changed", registry=registry)(on_serve_event)

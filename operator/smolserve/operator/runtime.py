@@ -46,6 +46,7 @@ from smolserve.operator.discovery import ServedApis
 from smolserve.operator.kube import ApiError, Kube
 from smolserve.operator.metrics import OperatorMetrics
 from smolserve.operator.overlay import Key, Overlay, resource_version
+from smolserve.operator.projection import Packed, pack
 from smolserve.spec import SmolServeSpec, SpecError
 
 # API answers no retry can fix: bad request, forbidden, invalid.
@@ -56,7 +57,6 @@ RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 # How long a reconcile that a child's event asked for waits for more events of the same
 # SmolServe to join it (a Deployment's status moves in several quick steps).
 COALESCE_SECONDS = 0.1
-SERVES_INDEX = "smolserves"
 SOURCES_INDEX = "template-sources"
 logger = logging.getLogger("smolserve.operator")
 PODS_INDEX = "server-pods"  # projections of the SmolServes' vLLM pods (operator/agents.py)
@@ -183,6 +183,10 @@ class Reconciler:
         self._sources: dict[Key, tuple[str, str]] = {}  # the (namespace, ConfigMap) it reads
         self._progress: dict[Key, Progress] = {}
         self._generations: dict[Key, tuple[Any, Any]] = {}  # (uid, generation) last queued
+        # The SmolServes as their last events showed them, packed: the operator's own watch
+        # cache of them (one kopf handler per SmolServe event, not an index and a handler).
+        # Dropped by their deletion's event only, not by ``forget``.
+        self._serves: dict[Key, Packed] = {}
         self._queued: dict[Key, bool] = {}  # a reconcile is queued (any event a deletion?)
         self._tasks: set[asyncio.Task[None]] = set()  # queued, running or retrying reconciles
         self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
@@ -206,7 +210,9 @@ class Reconciler:
         itself is gone (its cache entry may lag): before writing anything, check.
         """
         with self._locks.hold(key):
-            serves = _objects(indexes, SERVES_INDEX, key)
+            with self._guard:
+                packed = self._serves.get(key)
+            serves = [packed.unpack()] if packed is not None else []
             if not serves or serves[0]["metadata"].get("deletionTimestamp"):
                 self.forget(key)
                 return  # deleted: owner references take the children
@@ -474,14 +480,17 @@ class Reconciler:
 
     # --- lookups for the handlers and tests ----------------------------------------------------
 
-    def serve_changed(self, key: Key, serve: Mapping[str, Any]) -> bool:
-        """Whether a SmolServe's event needs a reconcile: the first event of this object (its
-        creation, or the listing at start), or a new generation (its spec changed). Its status
-        (the operator's own writes) and metadata are not read by the plan, so their changes
-        are not (controller-runtime's generation-changed predicate)."""
+    def serve_seen(self, key: Key, serve: Mapping[str, Any]) -> bool:
+        """Keep a SmolServe's event (its cached copy), and say whether it needs a reconcile:
+        the first event of this object (its creation, or the listing at start), or a new
+        generation (its spec changed). Its status (the operator's own writes) and metadata are
+        not read by the plan, so their changes are not (controller-runtime's
+        generation-changed predicate)."""
         meta = serve.get("metadata") or {}
         seen = (meta.get("uid"), meta.get("generation"))
+        packed = pack(serve)
         with self._guard:
+            self._serves[key] = packed
             if self._generations.get(key) == seen and None not in seen:
                 return False
             self._generations[key] = seen
@@ -505,6 +514,7 @@ class Reconciler:
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
             keys |= self._generations.keys() | self._specs.keys() | self._incarnation.keys()
+            keys |= self._serves.keys()
             keys |= self._rechecks.keys()
         return max(len(keys), len(self.overlay), len(self._locks), self.metrics.tracked())
 
@@ -514,6 +524,9 @@ class Reconciler:
         with self._locks.hold(key):
             with self._guard:
                 known = self._incarnation.get(key)
+                cached = self._serves.get(key)
+                if cached is not None and cached.unpack()["metadata"].get("uid") == uid:
+                    del self._serves[key]
             if known in (None, uid):
                 self.forget(key)
 
