@@ -60,8 +60,6 @@ COALESCE_SECONDS = 0.1
 SOURCES_INDEX = "template-sources"
 logger = logging.getLogger("smolserve.operator")
 PODS_INDEX = "server-pods"  # projections of the SmolServes' vLLM pods (operator/agents.py)
-# How long to wait before retrying a deadline's reconcile that hit a transient API error.
-RECHECK_RETRY_SECONDS = 5.0
 # The label a user's template-source ConfigMap needs for the operator to see it (and its edits).
 SOURCE_LABEL = (labels.PART_OF, labels.APP_NAME)
 
@@ -191,8 +189,10 @@ class Reconciler:
         self._tasks: set[asyncio.Task[None]] = set()  # queued, running or retrying reconciles
         self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
         self._incarnation: dict[Key, str | None] = {}  # the uid the state above is about
-        self._rechecks: dict[Key, threading.Timer] = {}  # a deadline to plan again at
+        # A deadline to plan again at (touched on the event loop only).
+        self._rechecks: dict[Key, asyncio.TimerHandle] = {}
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the work queue runs on
 
     # --- the reconcile -----------------------------------------------------------------------
 
@@ -261,6 +261,10 @@ class Reconciler:
         reconcile of it is queued join that reconcile: it reads the caches when it runs, so it
         sees every change that came in meanwhile.
         """
+        self._loop = asyncio.get_running_loop()
+        self._enqueue(key, indexes, after_deletion=after_deletion)
+
+    def _enqueue(self, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool) -> None:
         if key in self._queued:
             self._queued[key] |= after_deletion
             return
@@ -301,40 +305,41 @@ class Reconciler:
         return live is not None and live["metadata"].get("uid") == serve["metadata"].get("uid")
 
     def _recheck(self, key: Key, indexes: Mapping[str, Any], delay: float | None) -> None:
-        """Reconcile ``key`` again after ``delay`` seconds (a smoke timeout, a stale report):
-        one timer per SmolServe, replaced by each reconcile; None cancels it."""
-        with self._guard:
-            current = self._rechecks.pop(key, None)
-            if current is not None:
-                current.cancel()
-            if delay is None or self._closed:
-                return
-            # In the handler's context: kopf's settings live in context variables (Events).
-            context = contextvars.copy_context()
-            timer = threading.Timer(
-                max(delay, 0.05), context.run, (self._run_recheck, key, indexes)
-            )
-            timer.daemon = True
-            self._rechecks[key] = timer
-            timer.start()
+        """Queue a reconcile of ``key`` in ``delay`` seconds (a smoke timeout, a stale report):
+        one deadline per SmolServe, replaced by each reconcile; None cancels it. Deadlines are
+        timers of the event loop that feed the work queue, as events do (no thread each)."""
+        self._on_loop(self._set_deadline, key, indexes, delay)
 
-    def _run_recheck(self, key: Key, indexes: Mapping[str, Any]) -> None:
-        with self._guard:
-            if self._closed:
-                return
-        try:
-            self.reconcile(key, indexes)
-        except ApiError:
-            self._recheck(key, indexes, RECHECK_RETRY_SECONDS)
+    def _on_loop(self, callback: Any, *args: Any) -> None:
+        """Run ``callback(*args)`` on the operator's event loop, from any thread, in the
+        caller's context (kopf's settings live in context variables: the Events need them)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # nothing was ever queued: no deadline to set or cancel
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the operator stops
+            loop.call_soon_threadsafe(callback, *args, context=contextvars.copy_context())
+
+    def _set_deadline(self, key: Key, indexes: Mapping[str, Any], delay: float | None) -> None:
+        current = self._rechecks.pop(key, None)
+        if current is not None:
+            current.cancel()
+        if delay is not None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._rechecks[key] = loop.call_later(max(delay, 0.05), self._deadline, key, indexes)
+
+    def _deadline(self, key: Key, indexes: Mapping[str, Any]) -> None:
+        del self._rechecks[key]
+        self._enqueue(key, indexes, after_deletion=False)
 
     def close(self) -> None:
-        """The operator stops: no more timers."""
-        with self._guard:
-            self._closed = True
-            timers = list(self._rechecks.values())
-            self._rechecks.clear()
-        for timer in timers:
-            timer.cancel()
+        """The operator stops: no more deadlines."""
+        self._closed = True
+        self._on_loop(self._cancel_deadlines)
+
+    def _cancel_deadlines(self) -> None:
+        for handle in self._rechecks.values():
+            handle.cancel()
+        self._rechecks.clear()
 
     def _observe(
         self, key: Key, serve: dict[str, Any], indexes: Mapping[str, Any]
@@ -541,6 +546,4 @@ class Reconciler:
             self._generations.pop(key, None)
             self._specs.pop(key, None)
             self._incarnation.pop(key, None)
-            timer = self._rechecks.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        self._on_loop(self._set_deadline, key, None, None)
