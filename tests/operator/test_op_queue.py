@@ -1,4 +1,4 @@
-"""``Reconciler.submit``, the operator's work queue for child and source events: the handler
+"""``Reconciler.submit``, the operator's work queue for every event and deadline: the handler
 that calls it returns at once (kopf indexes an object's next event only once its handlers for
 the last one returned), events that come while a reconcile is queued join it, and a failing
 reconcile is retried in the background until it succeeds."""
@@ -71,5 +71,31 @@ def test_a_failing_reconcile_is_retried_in_the_background(monkeypatch: Any) -> N
         while not reconciler.idle():
             await asyncio.sleep(0.01)
         assert reconciler.calls == [False] and reconciler.failures == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_deadline_queues_a_reconcile_from_the_event_loop_and_forget_cancels_it() -> None:
+    """A reconcile that sees a deadline coming (a smoke battery's timeout) sets it from its
+    worker thread; when it falls due the reconcile is queued as an event would be, with no
+    thread of its own. Forgetting the SmolServe cancels it."""
+
+    async def scenario() -> None:
+        reconciler = Recorded()
+        await reconciler.submit(KEY, {})
+        while not reconciler.idle():
+            await asyncio.sleep(0.01)
+        timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+        await asyncio.to_thread(reconciler._recheck, KEY, {}, 0.2)  # as a reconcile does
+        await asyncio.to_thread(reconciler._recheck, ("ns", "other"), {}, 0.2)
+        await asyncio.sleep(0.05)
+        assert reconciler.tracked() == 2  # the two deadlines
+        assert [t for t in threading.enumerate() if isinstance(t, threading.Timer)] == timers
+        await asyncio.to_thread(reconciler.forget, ("ns", "other"))
+        await asyncio.sleep(0.5)
+        while not reconciler.idle():
+            await asyncio.sleep(0.01)
+        assert reconciler.calls == [False, False]  # the first submit, then KEY's deadline only
+        assert reconciler.tracked() == 0
 
     asyncio.run(scenario())

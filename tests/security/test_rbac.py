@@ -63,7 +63,7 @@ def test_the_agent_may_only_read_its_config_and_patch_its_status() -> None:
 # What the operator does, each grant with its reason (docs/security.md).
 MANAGED = {"list", "watch", "create", "patch", "delete"}  # children it also prunes
 OPERATOR_GRANTS = {
-    ("smolserve.dev", "smolserves"): {"get", "list", "watch", "patch"},  # kopf's finalizer
+    ("smolserve.dev", "smolserves"): {"get", "list", "watch"},  # kopf writes nothing to them
     ("smolserve.dev", "smolserves/status"): {"get", "patch"},
     ("batch", "jobs"): {"list", "watch", "create", "delete"},  # the template Jobs
     # children, template sources (watched), template ConfigMaps (pruned)

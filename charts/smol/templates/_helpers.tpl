@@ -76,7 +76,7 @@ watch: the operator runs with --no-scanning. */}}
 {{- define "smol.operatorRules" -}}
 - apiGroups: ["smolserve.dev"]
   resources: ["smolserves"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["smolserve.dev"]
   resources: ["smolserves/status"]
   verbs: ["get", "patch"]

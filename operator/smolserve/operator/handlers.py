@@ -1,19 +1,24 @@
 """The kopf handlers: what triggers a reconcile, and the indexes it reads. Thin by design.
 
-Every trigger runs the same ``Reconciler.reconcile`` for one SmolServe:
+Every trigger queues the same ``Reconciler.reconcile`` for one SmolServe:
 
-- the SmolServe is created, changed, or found at start-up (kopf's create/update/resume);
+- the SmolServe is created, found at start-up, or its spec changes (a new generation; its own
+  status writes are not a change: ``Reconciler.serve_seen``, controller-runtime's
+  generation-changed predicate);
 - one of its children changes (everything labelled ``smolserve.dev/serve=<name>``), unless
   the event only shows the operator's own last write;
 - the user's template-source ConfigMap changes (ConfigMaps labelled
   ``app.kubernetes.io/part-of=smolserve`` without the serve label).
 
-Index functions are async and do no I/O (no thread hop per watch event); the reconcile does
-I/O and runs in a thread. kopf retries the SmolServe's own handlers itself; the other triggers
-go through ``Reconciler.submit``, which queues the reconcile and returns at once (kopf indexes
-an object's next event only after its handlers for the last one returned), coalesces them and
+There are no kopf change handlers (create/update/resume): kopf would keep a diff base and
+progress records in each SmolServe, written with requests of their own, and deep-copy every
+SmolServe event to diff it. Every handler is an event handler that goes through
+``Reconciler.submit``, which queues the reconcile and returns at once (kopf indexes an
+object's next event only after its handlers for the last one returned), coalesces them and
 retries, with growing pauses (or the server's ``Retry-After``), for as long as the API keeps
-failing: giving up would leave the SmolServe unreconciled until its next event.
+failing: giving up would leave the SmolServe unreconciled until its next event. Index
+functions are async and do no I/O (no thread hop per watch event); the reconcile does I/O and
+runs in a thread.
 """
 
 from __future__ import annotations
@@ -28,21 +33,15 @@ from smolserve import labels
 from smolserve.kinds import CHILDREN, SMOLSERVE
 from smolserve.manifests.common import SERVER
 from smolserve.operator.agents import pod_projection
-from smolserve.operator.kube import ApiError
 from smolserve.operator.projection import pack
 from smolserve.operator.runtime import (
     PODS_INDEX,
-    SERVES_INDEX,
     SOURCE_LABEL,
     SOURCES_INDEX,
     Reconciler,
     children_index,
-    retry_delay,
     text_hashes,
 )
-
-# Seconds before kopf runs the SmolServe's own handler again after an API error.
-HANDLER_RETRY_DELAY = 5
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
@@ -50,28 +49,16 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     serve_resource = (SMOLSERVE.group, SMOLSERVE.version, SMOLSERVE.plural)
     labelled = {labels.SERVE: kopf.PRESENT}
 
-    async def index_serve(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
-        return {(namespace, name): pack(body)}
-
-    kopf.index(*serve_resource, id=SERVES_INDEX, registry=registry)(index_serve)
-
     async def on_serve_event(
-        namespace: str, name: str, uid: str, type: str | None, **_: Any
+        namespace: str, name: str, uid: str, body: kopf.Body, type: str | None, **kwargs: Any
     ) -> None:
+        key = (namespace, name)
         if type == "DELETED":  # forgotten even if no child's event ever comes (it had none)
-            await asyncio.to_thread(reconciler.deleted, (namespace, name), uid)
+            await asyncio.to_thread(reconciler.deleted, key, uid)
+        elif reconciler.serve_seen(key, body):
+            await reconciler.submit(key, kwargs)
 
-    kopf.on.event(*serve_resource, id="forget-deleted", registry=registry)(on_serve_event)
-
-    def on_serve(namespace: str, name: str, **kwargs: Any) -> None:
-        try:
-            reconciler.reconcile((namespace, name), kwargs, handler=True)
-        except ApiError as exc:
-            delay = retry_delay(exc, HANDLER_RETRY_DELAY)
-            raise kopf.TemporaryError(str(exc), delay=delay) from exc
-
-    for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        cause(*serve_resource, id="reconcile", registry=registry)(on_serve)
+    kopf.on.event(*serve_resource, id="serve-changed", registry=registry)(on_serve_event)
 
     async def index_child(namespace: str, body: kopf.Body, **_: Any) -> dict:
         return {(namespace, body["metadata"]["labels"][labels.SERVE]): pack(body)}

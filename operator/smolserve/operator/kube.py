@@ -1,9 +1,12 @@
 """A small resource-generic Kubernetes client over the official client's connection and auth.
 
 The operator writes plain dicts (the builders' output) with merge patches only, and never
-needs typed models: going through ``ApiClient.param_serialize``/``call_api`` skips the typed
-client's per-call validation and response deserialization, which would cost more CPU than
-the reconcile itself.
+needs typed models: it sends JSON through the official client's connection pool (its TLS,
+client certificates and proxy settings) with the official client's credentials, and skips
+the rest of its per-call machinery (typed validation, body sanitizing, response
+deserialization), which would cost more CPU than the reconcile itself. The credentials are
+read again at most every ``CREDENTIALS_TTL`` seconds and after a 401 (the official client
+re-reads its whole kubeconfig before every request).
 
 Every request has a timeout (the official client has none: a hung connection would hold a
 SmolServe's reconcile forever), and an answer that says "try again" (429, 5xx, no answer) is
@@ -19,6 +22,7 @@ import json
 import os
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from smolserve import __version__
 from smolserve.errors import SmolserveError
@@ -31,6 +35,9 @@ TRANSIENT = frozenset({0, 429, 500, 502, 503, 504})
 # Pauses before the client's own retries of a transient failure (the reconcile retries after).
 RETRY_PAUSES = (0.2, 1.0)
 MAX_RETRY_AFTER = 10.0  # seconds; a longer Retry-After is the reconcile's to wait out
+# Seconds the credentials' headers are reused before the client's configuration is asked again
+# (a rotated service-account token, a refreshed exec-plugin token): well inside any token's life.
+CREDENTIALS_TTL = 60.0
 
 
 def kubeconfig_path() -> str | None:
@@ -100,6 +107,7 @@ class Kube:
         self.timeout = timeout
         self.pauses = pauses
         self.kubeconfig = kubeconfig  # where its configuration came from (None: in-cluster)
+        self._credentials: tuple[float, dict[str, str]] | None = None  # (read at, headers)
 
     @classmethod
     def from_environment(cls, *, timeout: tuple[float, float] = (10.0, 60.0)) -> Kube:
@@ -139,18 +147,24 @@ class Kube:
     ) -> dict[str, Any]:
         import urllib3
 
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        params = self._api.param_serialize(
-            method,
-            path,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
+        configuration = self._api.configuration
+        url = configuration.host + path + (f"?{urlencode(query)}" if query else "")
+        headers = {
+            **self._api.default_headers,
+            "Accept": "application/json",
+            "Content-Type": content_type,
+            **self._credential_headers(),
+        }
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         try:
-            response = self._api.call_api(*params, _request_timeout=self.timeout)
-            response.read()
+            response = self._api.rest_client.pool_manager.request(
+                method,
+                url,
+                body=payload,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1]),
+                retries=False,
+            )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(0, f"no answer from the API server for {method} {path}: {exc}") from exc
         try:
@@ -158,16 +172,31 @@ class Kube:
         except ValueError:
             data = None
         if not 200 <= response.status < 300:
+            if response.status == 401:
+                self._credentials = None  # read them again before the next request
             status = data if isinstance(data, dict) else {}
             raise ApiError(
                 response.status,
                 status.get("message") or f"HTTP {response.status} on {path}",
                 reason=status.get("reason") or "",
-                retry_after=_retry_after(response.getheaders()),
+                retry_after=_retry_after(response.headers),
             )
         if data is None and response.data:
             raise ApiError(0, f"the API server's answer to {method} {path} is not JSON")
         return data
+
+    def _credential_headers(self) -> dict[str, str]:
+        """The credentials' request headers (a bearer token; none with client certificates)."""
+        cached = self._credentials
+        if cached is not None and time.monotonic() - cached[0] < CREDENTIALS_TTL:
+            return cached[1]
+        headers = {
+            auth["key"]: auth["value"]
+            for auth in self._api.configuration.auth_settings().values()
+            if auth.get("in") == "header" and auth.get("value")
+        }
+        self._credentials = (time.monotonic(), headers)
+        return headers
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", Ref.of(obj).collection(), obj)

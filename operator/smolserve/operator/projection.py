@@ -24,20 +24,25 @@ the object, so every reader works on either.
 ``pack`` keeps a projection as compact JSON: a few KB of bytes per object instead of several
 times that in Python dicts and strings (measured: 22 KiB per SmolServe instead of 79, 117 for
 the full objects); a reconcile unpacks the ones it reads, which costs far less than its plan.
+Packing runs on every watch event of every child: msgspec's encoder and decoder do it in a
+tenth of the standard library's time.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from smolserve import labels
 from smolserve.manifests.common import TEMPLATE
 from smolserve.operator.apply import LAST_APPLIED
 
 _CONFIGMAP_CONTENT = ("data", "binaryData")
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder()
 
 
 def _content_unread(obj: Mapping[str, Any]) -> bool:
@@ -74,9 +79,9 @@ class Packed:
     data: bytes
 
     def unpack(self) -> dict[str, Any]:
-        return json.loads(self.data)
+        return _DECODER.decode(self.data)
 
 
 def pack(obj: Mapping[str, Any]) -> Packed:
     """The projection of ``obj``, packed."""
-    return Packed(json.dumps(project(obj), separators=(",", ":")).encode())
+    return Packed(_ENCODER.encode(project(obj)))

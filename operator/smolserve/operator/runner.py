@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from smolserve.operator.handlers import register
 from smolserve.operator.kube import Kube, load_configuration
 from smolserve.operator.runtime import Reconciler
 from smolserve.operator.settings import PEERING_LIFETIME, Timeouts, build_settings
+from smolserve.spec import prepare_validator
 
 
 def login_for(kube: Kube) -> Callable[..., kopf.ConnectionInfo]:
@@ -77,6 +79,11 @@ def run(
         # With CRD scanning kopf starts watching a newly installed CRD; look again now and then.
         apis = ServedApis(kube, refresh_seconds=REFRESH_SECONDS if scanning else None)
         reconciler = Reconciler(kube, config or OperatorConfig.from_env(), apis=apis)
+    prepare_validator()  # at start, not in the first reconcile
+    # Everything made so far (the imported modules, the schema, the clients) lives as long as
+    # the process: keep the cyclic garbage collector from walking it again at each of its
+    # full collections (measured: ~9 % of the operator's CPU in bulk went to the collector).
+    gc.freeze()
     # kopf pauses every peer when two share a priority: each process draws its own.
     priority = random.randint(1, 2**31 - 1) if peering else None
     server = None

@@ -8,10 +8,8 @@ controller-runtime reconciler does:
    children into those it owns (controller uid) and the ones someone else does;
 2. **plan** with ``reconcile.plan`` (pure);
 3. **apply** the plan's creates, patches and deletes;
-4. **report**: write the status (always with its own patch, in order, under the SmolServe's
-   lock: a status handed to kopf's patch would be written after the handler returns, after
-   kopf's own retries, possibly over a newer status another reconcile wrote meanwhile) and
-   post the Events.
+4. **report**: write the status (with its own patch, in order, under the SmolServe's lock)
+   and post the Events.
 
 Reads are API calls in three cases only, all rare and remembered: a failed template Job's
 termination message (the pod's, listed once per Job), a configMap template source that is
@@ -19,7 +17,7 @@ not in the watch cache (to tell "missing" from "not labelled"), and API discover
 optional kinds (KEDA, InferencePool) once a spec asks for one (``discovery.py``). At steady
 state a reconcile makes no request at all. Each reconcile ends in one call to the metrics hook
 (``metrics.py``). Calls for one SmolServe are serialized; different SmolServes run in
-parallel (kopf runs synchronous handlers in threads).
+parallel (each queued reconcile runs in a worker thread).
 """
 
 from __future__ import annotations
@@ -48,6 +46,7 @@ from smolserve.operator.discovery import ServedApis
 from smolserve.operator.kube import ApiError, Kube
 from smolserve.operator.metrics import OperatorMetrics
 from smolserve.operator.overlay import Key, Overlay, resource_version
+from smolserve.operator.projection import Packed, pack
 from smolserve.spec import SmolServeSpec, SpecError
 
 # API answers no retry can fix: bad request, forbidden, invalid.
@@ -58,12 +57,9 @@ RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 # How long a reconcile that a child's event asked for waits for more events of the same
 # SmolServe to join it (a Deployment's status moves in several quick steps).
 COALESCE_SECONDS = 0.1
-SERVES_INDEX = "smolserves"
 SOURCES_INDEX = "template-sources"
 logger = logging.getLogger("smolserve.operator")
 PODS_INDEX = "server-pods"  # projections of the SmolServes' vLLM pods (operator/agents.py)
-# How long to wait before retrying a deadline's reconcile that hit a transient API error.
-RECHECK_RETRY_SECONDS = 5.0
 # The label a user's template-source ConfigMap needs for the operator to see it (and its edits).
 SOURCE_LABEL = (labels.PART_OF, labels.APP_NAME)
 
@@ -184,13 +180,19 @@ class Reconciler:
         self._job_messages: dict[Key, dict[str, str]] = {}  # failed Job uid → its message
         self._sources: dict[Key, tuple[str, str]] = {}  # the (namespace, ConfigMap) it reads
         self._progress: dict[Key, Progress] = {}
-        self._handled: set[Key] = set()  # its own kopf handler ran (in this process)
+        self._generations: dict[Key, tuple[Any, Any]] = {}  # (uid, generation) last queued
+        # The SmolServes as their last events showed them, packed: the operator's own watch
+        # cache of them (one kopf handler per SmolServe event, not an index and a handler).
+        # Dropped by their deletion's event only, not by ``forget``.
+        self._serves: dict[Key, Packed] = {}
         self._queued: dict[Key, bool] = {}  # a reconcile is queued (any event a deletion?)
         self._tasks: set[asyncio.Task[None]] = set()  # queued, running or retrying reconciles
         self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
         self._incarnation: dict[Key, str | None] = {}  # the uid the state above is about
-        self._rechecks: dict[Key, threading.Timer] = {}  # a deadline to plan again at
+        # A deadline to plan again at (touched on the event loop only).
+        self._rechecks: dict[Key, asyncio.TimerHandle] = {}
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the work queue runs on
 
     # --- the reconcile -----------------------------------------------------------------------
 
@@ -199,18 +201,18 @@ class Reconciler:
         key: Key,
         indexes: Mapping[str, Any],
         *,
-        handler: bool = False,
         after_deletion: bool = False,
     ) -> None:
         """Bring one SmolServe to its desired state (a no-op when it is already there).
 
-        ``handler``: called by the SmolServe's own kopf handler (create, update, resume);
-        until that has run once, other triggers wait for it. ``after_deletion``: the trigger
+        ``after_deletion``: the trigger
         was a child's deletion, which is what the garbage collector sends when the SmolServe
         itself is gone (its cache entry may lag): before writing anything, check.
         """
         with self._locks.hold(key):
-            serves = _objects(indexes, SERVES_INDEX, key)
+            with self._guard:
+                packed = self._serves.get(key)
+            serves = [packed.unpack()] if packed is not None else []
             if not serves or serves[0]["metadata"].get("deletionTimestamp"):
                 self.forget(key)
                 return  # deleted: owner references take the children
@@ -219,17 +221,13 @@ class Reconciler:
                 self.forget(key)  # deleted and re-created under its name: start clean
             with self._guard:
                 self._incarnation[key] = uid
-                if handler:
-                    self._handled.add(key)
-                elif key not in self._handled:
-                    return  # its own handler (create, or resume at start) has not run; it will
             serve = self.overlay.serve(key, serves[0])
             started = time.perf_counter()
             try:
                 observed = self._observe(key, serve, indexes)
                 plan = reconcile.plan(observed, self.config, now())
                 if after_deletion and plan.writes and not self._still_there(key, serve):
-                    return  # deleted or re-created meanwhile: its own handler has the last word
+                    return  # deleted or re-created meanwhile: its own event has the last word
                 result = "changed" if plan.writes else "unchanged"
                 try:
                     self._apply(key, plan)
@@ -252,7 +250,8 @@ class Reconciler:
     async def submit(
         self, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool = False
     ) -> None:
-        """Queue a reconcile for a child's or a template source's event; returns at once.
+        """Queue a reconcile for an event (the SmolServe's, a child's, a template source's, a
+        pod's deletion); returns at once.
 
         kopf handles one object's events one after another, indexing each before its handlers
         run: a handler that waited for the reconcile (and for its retries, while the API keeps
@@ -262,6 +261,10 @@ class Reconciler:
         reconcile of it is queued join that reconcile: it reads the caches when it runs, so it
         sees every change that came in meanwhile.
         """
+        self._loop = asyncio.get_running_loop()
+        self._enqueue(key, indexes, after_deletion=after_deletion)
+
+    def _enqueue(self, key: Key, indexes: Mapping[str, Any], *, after_deletion: bool) -> None:
         if key in self._queued:
             self._queued[key] |= after_deletion
             return
@@ -302,40 +305,41 @@ class Reconciler:
         return live is not None and live["metadata"].get("uid") == serve["metadata"].get("uid")
 
     def _recheck(self, key: Key, indexes: Mapping[str, Any], delay: float | None) -> None:
-        """Reconcile ``key`` again after ``delay`` seconds (a smoke timeout, a stale report):
-        one timer per SmolServe, replaced by each reconcile; None cancels it."""
-        with self._guard:
-            current = self._rechecks.pop(key, None)
-            if current is not None:
-                current.cancel()
-            if delay is None or self._closed:
-                return
-            # In the handler's context: kopf's settings live in context variables (Events).
-            context = contextvars.copy_context()
-            timer = threading.Timer(
-                max(delay, 0.05), context.run, (self._run_recheck, key, indexes)
-            )
-            timer.daemon = True
-            self._rechecks[key] = timer
-            timer.start()
+        """Queue a reconcile of ``key`` in ``delay`` seconds (a smoke timeout, a stale report):
+        one deadline per SmolServe, replaced by each reconcile; None cancels it. Deadlines are
+        timers of the event loop that feed the work queue, as events do (no thread each)."""
+        self._on_loop(self._set_deadline, key, indexes, delay)
 
-    def _run_recheck(self, key: Key, indexes: Mapping[str, Any]) -> None:
-        with self._guard:
-            if self._closed:
-                return
-        try:
-            self.reconcile(key, indexes)
-        except ApiError:
-            self._recheck(key, indexes, RECHECK_RETRY_SECONDS)
+    def _on_loop(self, callback: Any, *args: Any) -> None:
+        """Run ``callback(*args)`` on the operator's event loop, from any thread, in the
+        caller's context (kopf's settings live in context variables: the Events need them)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # nothing was ever queued: no deadline to set or cancel
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the operator stops
+            loop.call_soon_threadsafe(callback, *args, context=contextvars.copy_context())
+
+    def _set_deadline(self, key: Key, indexes: Mapping[str, Any], delay: float | None) -> None:
+        current = self._rechecks.pop(key, None)
+        if current is not None:
+            current.cancel()
+        if delay is not None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._rechecks[key] = loop.call_later(max(delay, 0.05), self._deadline, key, indexes)
+
+    def _deadline(self, key: Key, indexes: Mapping[str, Any]) -> None:
+        del self._rechecks[key]
+        self._enqueue(key, indexes, after_deletion=False)
 
     def close(self) -> None:
-        """The operator stops: no more timers."""
-        with self._guard:
-            self._closed = True
-            timers = list(self._rechecks.values())
-            self._rechecks.clear()
-        for timer in timers:
-            timer.cancel()
+        """The operator stops: no more deadlines."""
+        self._closed = True
+        self._on_loop(self._cancel_deadlines)
+
+    def _cancel_deadlines(self) -> None:
+        for handle in self._rechecks.values():
+            handle.cancel()
+        self._rechecks.clear()
 
     def _observe(
         self, key: Key, serve: dict[str, Any], indexes: Mapping[str, Any]
@@ -481,6 +485,22 @@ class Reconciler:
 
     # --- lookups for the handlers and tests ----------------------------------------------------
 
+    def serve_seen(self, key: Key, serve: Mapping[str, Any]) -> bool:
+        """Keep a SmolServe's event (its cached copy), and say whether it needs a reconcile:
+        the first event of this object (its creation, or the listing at start), or a new
+        generation (its spec changed). Its status (the operator's own writes) and metadata are
+        not read by the plan, so their changes are not (controller-runtime's
+        generation-changed predicate)."""
+        meta = serve.get("metadata") or {}
+        seen = (meta.get("uid"), meta.get("generation"))
+        packed = pack(serve)
+        with self._guard:
+            self._serves[key] = packed
+            if self._generations.get(key) == seen and None not in seen:
+                return False
+            self._generations[key] = seen
+        return True
+
     def referrers(self, namespace: str, configmap: str) -> list[Key]:
         """The SmolServes whose template source is this ConfigMap (as last reconciled)."""
         with self._guard:
@@ -498,7 +518,8 @@ class Reconciler:
         """How many SmolServes the operator keeps anything for (for leak checks)."""
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
-            keys |= self._handled | self._specs.keys() | self._incarnation.keys()
+            keys |= self._generations.keys() | self._specs.keys() | self._incarnation.keys()
+            keys |= self._serves.keys()
             keys |= self._rechecks.keys()
         return max(len(keys), len(self.overlay), len(self._locks), self.metrics.tracked())
 
@@ -508,6 +529,9 @@ class Reconciler:
         with self._locks.hold(key):
             with self._guard:
                 known = self._incarnation.get(key)
+                cached = self._serves.get(key)
+                if cached is not None and cached.unpack()["metadata"].get("uid") == uid:
+                    del self._serves[key]
             if known in (None, uid):
                 self.forget(key)
 
@@ -519,9 +543,7 @@ class Reconciler:
             self._job_messages.pop(key, None)
             self._sources.pop(key, None)
             self._progress.pop(key, None)
-            self._handled.discard(key)
+            self._generations.pop(key, None)
             self._specs.pop(key, None)
             self._incarnation.pop(key, None)
-            timer = self._rechecks.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        self._on_loop(self._set_deadline, key, None, None)

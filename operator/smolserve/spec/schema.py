@@ -154,6 +154,12 @@ def _validator() -> Any:
     return validator(openapi_schema(spec_schema(), closed=True))
 
 
+def prepare_validator() -> None:
+    """Build the spec's validator now (its imports and the schema's compilation, a few hundred
+    ms) rather than inside the first ``load_spec``: the operator calls this at start."""
+    _validator()
+
+
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
