@@ -12,11 +12,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import kopf._cogs.clients.watching as watching
+import kopf._cogs.structs.references as references
 import kubernetes
 import pytest
 
 from smolserve import labels
+from smolserve.kinds import SMOLSERVE
 from smolserve.manifests import OperatorConfig
+from smolserve.operator.runner import handle_loop_exception
 from smolserve.operator.settings import Timeouts, build_settings
 from support import EmulatedCluster
 from support.faults import TIMEOUT, FaultProxyThread, Rule
@@ -26,6 +30,7 @@ from support.world import MERGE, NS, World, template_annotation
 
 # A watch every 2 s, cut by the client after 3 s without an answer.
 SHORT = Timeouts(request=5, connect=2, watch_server=2, watch_client=3)
+SMOLSERVE_RESOURCE = references.Resource(SMOLSERVE.group, SMOLSERVE.version, SMOLSERVE.plural)
 HANG = 60.0  # how long the proxy holds a stalled watch: far beyond the bound under test
 
 
@@ -165,3 +170,28 @@ def test_a_stalled_watch_is_resumed_within_the_client_timeout(
         what="the operator's template back",
     )
     assert time.monotonic() - began < HANG / 2  # the client cut the stall, not the proxy
+
+
+def test_a_watch_stream_the_shutdown_left_open_is_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing the loop closes such a stream, which fails inside kopf: debug, no traceback;
+    anything else goes to asyncio's own handler."""
+    loop = asyncio.new_event_loop()
+    stream = watching.infinite_watch(
+        settings=build_settings(), resource=SMOLSERVE_RESOURCE, namespace=None
+    )
+    failed = RuntimeError("generator didn't stop after athrow()")
+    message = f"an error occurred during closing of asynchronous generator {stream!r}"
+    try:
+        with caplog.at_level(logging.DEBUG):
+            handle_loop_exception(
+                loop, {"message": message, "exception": failed, "asyncgen": stream}
+            )
+            assert [(r.levelname, r.exc_info) for r in caplog.records] == [("DEBUG", None)]
+            caplog.clear()
+            other = {"message": "Task exception was never retrieved", "exception": failed}
+            handle_loop_exception(loop, other)
+            assert [r.levelname for r in caplog.records] == ["ERROR"]
+    finally:
+        loop.close()
