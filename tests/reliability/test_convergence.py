@@ -9,7 +9,8 @@ halfway through an event, 410 Gone on a resumed watch, each at 10 % of the reque
 applies to (so about half of all writes fail). The template Jobs' pods are played
 (``support/jobplayer.py``: the real engine and publish function) and talk to the emulator
 directly: the faults are the operator's. The operator runs with short timeouts (a request 3 s,
-a silent watch 4 s) so that a timed-out request costs seconds, not the production minute.
+a watch 5 s, a silent one cut at 8 s) so that a timed-out request costs seconds, not the
+production minute.
 
 409 hits every write of the operator's own client and kopf's Event posts, not kopf's merge
 patches of the SmolServe: those carry no resourceVersion precondition, and the API server
@@ -51,7 +52,7 @@ COUNT = 50
 RATE = 0.10
 NS = "default"
 PHASE_TIMEOUT = 300.0  # seconds: the bound on convergence of each phase
-FAST = Timeouts(request=3, connect=2, watch_server=30, watch_client=40, watch_inactivity=4)
+FAST = Timeouts(request=3, connect=2, watch_server=5, watch_client=8)
 OPERATOR_UA = (USER_AGENT, "kopf/")
 RULES = [
     *(rule for rule in every_fault(RATE) if rule.fault != CONFLICT_409),
