@@ -9,16 +9,19 @@ Every trigger runs the same ``Reconciler.reconcile`` for one SmolServe:
   ``app.kubernetes.io/part-of=smolserve`` without the serve label).
 
 Index functions are async and do no I/O (no thread hop per watch event); the reconcile does
-I/O and runs in a thread. kopf retries the SmolServe's own handlers itself; the other triggers
-go through ``Reconciler.submit``, which queues the reconcile and returns at once (kopf indexes
-an object's next event only after its handlers for the last one returned), coalesces them and
-retries, with growing pauses (or the server's ``Retry-After``), for as long as the API keeps
-failing: giving up would leave the SmolServe unreconciled until its next event.
+I/O and runs in a thread. The other triggers go through ``Reconciler.submit``, which queues the
+reconcile and returns at once (kopf indexes an object's next event only after its handlers for
+the last one returned), coalesces them and retries, with growing pauses (or the server's
+``Retry-After``), for as long as the API keeps failing: giving up would leave the SmolServe
+unreconciled until its next event. A failed reconcile of the SmolServe's own handler is retried
+the same way, not by kopf: kopf's retry record (``status.kopf.progress``) would outlive a spec
+that changed back meanwhile (kopf then sees no change, so neither retries nor clears it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -37,12 +40,10 @@ from smolserve.operator.runtime import (
     SOURCES_INDEX,
     Reconciler,
     children_index,
-    retry_delay,
     text_hashes,
 )
 
-# Seconds before kopf runs the SmolServe's own handler again after an API error.
-HANDLER_RETRY_DELAY = 5
+logger = logging.getLogger("smolserve.operator")
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
@@ -63,12 +64,13 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
 
     kopf.on.event(*serve_resource, id="forget-deleted", registry=registry)(on_serve_event)
 
-    def on_serve(namespace: str, name: str, **kwargs: Any) -> None:
+    async def on_serve(namespace: str, name: str, **kwargs: Any) -> None:
+        key = (namespace, name)
         try:
-            reconciler.reconcile((namespace, name), kwargs, handler=True)
+            await asyncio.to_thread(reconciler.reconcile, key, kwargs, handler=True)
         except ApiError as exc:
-            delay = retry_delay(exc, HANDLER_RETRY_DELAY)
-            raise kopf.TemporaryError(str(exc), delay=delay) from exc
+            logger.warning("reconciling %s/%s failed (%s); retrying in the background", *key, exc)
+            await reconciler.submit(key, kwargs)
 
     for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
         cause(*serve_resource, id="reconcile", registry=registry)(on_serve)
