@@ -74,8 +74,8 @@ def _quiet(
     proxy: FaultProxyThread, operator: OperatorThread, fleet: Fleet, seconds: float = 2.0
 ) -> None:
     """Wait until the operator is idle, has written nothing for ``seconds``, and kopf has no
-    handler retry pending (a handler that failed on an injected fault is retried by kopf after
-    its delay; until then kopf's records in ``status.kopf`` name the older spec)."""
+    handler retry on record in ``status.kopf`` (the operator retries a failed handler's
+    reconcile itself, so kopf should never have one: if it did, it would name an older spec)."""
     reconciler = operator.reconciler
     assert reconciler is not None
 
