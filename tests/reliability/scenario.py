@@ -169,7 +169,7 @@ class Fleet:
                 GROUP, VERSION, self.namespace, PLURAL, name
             )
 
-    def _views(self) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    def views(self) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
         """Each SmolServe with its Deployment, from one look at the store."""
         namespace, names = self.namespace, set(self.names)
 
@@ -187,7 +187,7 @@ class Fleet:
     def settled(self, template_hash: Callable[[str | None], bool]) -> str | None:
         """None when every SmolServe is Ready and up to date on a template ``template_hash``
         accepts; else what the first one that is not says."""
-        views = self._views()
+        views = self.views()
         if len(views) != len(self.names):
             return f"{len(views)} of {len(self.names)} SmolServes exist"
         for serve, deployment in views:
@@ -221,7 +221,7 @@ class Fleet:
         return None
 
     def hashes(self) -> set[str | None]:
-        return {(s.get("status") or {}).get("templateHash") for s, _ in self._views()}
+        return {(s.get("status") or {}).get("templateHash") for s, _ in self.views()}
 
     def wait(self, template_hash: Callable[[str | None], bool], timeout: float, what: str) -> float:
         """Wait until ``settled``; returns the seconds it took."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import kmock
+import aiohttp.test_utils
 import kubernetes
 import yaml
 
@@ -97,8 +97,14 @@ class EmulatedCluster:
 
     async def _serve(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        async with Emulator(**self._emulator_options) as emulator, kmock.Server(emulator) as server:
-            self.emulator, self.url = emulator, str(server.url).rstrip("/")
+        # aiohttp's test server, not kmock.Server: that one also patches aiohttp's resolver
+        # for the whole process, which only unwinds if servers stop in the reverse order they
+        # started, and clusters here run side by side (their URLs are addresses anyway).
+        async with (
+            Emulator(**self._emulator_options) as emulator,
+            aiohttp.test_utils.RawTestServer(emulator) as server,
+        ):
+            self.emulator, self.url = emulator, str(server.make_url("")).rstrip("/")
             if self._controller_options is None:
                 self._ready.set()
                 await self._stop.wait()

@@ -21,6 +21,12 @@ from smolserve.manifests import build_template_configmap
 
 from .kubelet import Kubelet
 
+# One engine run at a time in this process: its first run imports transformers' tokenizer
+# classes, and transformers' lazy imports are not thread-safe (two players in two threads, as
+# in the convergence test, got "cannot import name 'PreTrainedTokenizerFast'"). A template
+# Job's pod is a process of its own.
+_ENGINE = threading.Lock()
+
 
 class JobPlayer:
     """A background thread that plays template Jobs (``api``: a CoreV1Api to publish with)."""
@@ -80,7 +86,8 @@ class JobPlayer:
                 allow_unverified=args.allow_unverified,
             )  # fmt: skip
             try:
-                self._texts[key] = verified_text(request)
+                with _ENGINE:
+                    self._texts[key] = verified_text(request)
             except SmolserveError as exc:
                 self._texts[key] = exc
         text = self._texts[key]

@@ -90,5 +90,6 @@ def _run(args: argparse.Namespace) -> int:
         scanning=not args.no_scanning,
         peering_lifetime=args.peering_lifetime,
         metrics_port=args.metrics_port,
+        own_process=True,
     )
     return 0
