@@ -64,6 +64,9 @@ from smolserve import labels  # noqa: E402
 from smolserve.manifests import OperatorConfig  # noqa: E402
 
 CONFIG = OperatorConfig(job_image=JOB_IMAGE)
+# Seconds between two lists of every SmolServe (or Deployment) while waiting: each one costs
+# the emulator a serialization of them all, CPU it would otherwise spend on the operator.
+POLL = 1.0
 
 
 class Generations(Arrivals):
@@ -87,8 +90,8 @@ class Requests:
         self.mark = len(cluster.requests() or [])
 
     def take(self) -> list[dict[str, Any]]:
-        records = self.cluster.requests() or []
-        fresh, self.mark = records[self.mark :], len(records)
+        fresh = self.cluster.requests(since=self.mark) or []
+        self.mark += len(fresh)
         return [r for r in fresh if r["user_agent"].startswith(OURS_UA)]
 
     def settle(self, quiet: float, timeout: float = 3600) -> list[dict[str, Any]]:
@@ -179,8 +182,8 @@ def steady(
     op = start_operator(cluster, namespace, operator_path)
     cpu, began = op.cpu_seconds(), time.monotonic()
     try:
-        wait_statuses(cluster, namespace, count, 7200)
-        wait_rollouts(cluster, namespace, count, 7200)
+        wait_statuses(cluster, namespace, count, 7200, POLL)
+        wait_rollouts(cluster, namespace, count, 7200, POLL)
         requests.settle(quiet)
         cpu = op.cpu_seconds() - cpu
         rss, peak = op.memory_mib()
@@ -255,8 +258,8 @@ def churn(
         for wave in range(waves):
             create(cluster, namespace, [f"w{wave}-{i:04d}" for i in range(count)])
             create_childless(cluster, namespace, [f"w{wave}-bad-{i:04d}" for i in range(childless)])
-            wait_statuses(cluster, namespace, count, 7200)
-            wait_rollouts(cluster, namespace, count, 7200)
+            wait_statuses(cluster, namespace, count, 7200, POLL)
+            wait_rollouts(cluster, namespace, count, 7200, POLL)
             requests.settle(quiet)
             loaded = op.memory_mib()[0]
             cluster.cleanup(namespace, timeout=7200)
