@@ -18,9 +18,10 @@ Phases:
   at a time with the others idle, each timed from the edit's answer until the benchmark's
   own watch sees the Deployment's new generation (p50/p99).
 - ``churn`` (``--waves`` waves of ``--count``, new names each wave, the operator running):
-  create, wait for steady, delete, wait until the garbage collector removed every child and
-  the operator is quiet; after each wave the RSS, the threads and how many SmolServes the
-  operator still keeps anything for (``tracked``, from its liveness endpoint: 0 is no leak).
+  create, wait for steady, delete, wait until the garbage collector removed every child, the
+  operator is quiet and its count of tracked SmolServes is 0 or still; after each wave the
+  RSS, the threads and how many SmolServes the operator still keeps anything for
+  (``tracked``, from its liveness endpoint: 0 is no leak).
   ``--childless N`` adds N SmolServes per wave with an invalid spec: they get a status and no
   children, so no child's deletion ever reminds the operator of them.
 
@@ -123,6 +124,20 @@ def probe(op: Operator) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{op.port}/healthz", timeout=30) as rsp:
         data = json.loads(rsp.read() or b"{}")
     return data if isinstance(data, dict) else {}
+
+
+def settle_tracked(op: Operator, quiet: float, timeout: float = 3600) -> int:
+    """Wait until the operator keeps nothing for any SmolServe, or the count has not moved for
+    ``quiet`` seconds; the count. It forgets a deleted SmolServe when it handles the deletion's
+    event, which takes no request: a quiet request log does not say that it is done."""
+    last, since, deadline = None, time.monotonic(), time.monotonic() + timeout
+    while True:
+        tracked = probe(op).get("tracked")
+        if tracked != last:
+            last, since = tracked, time.monotonic()
+        if tracked == 0 or time.monotonic() - since >= quiet or time.monotonic() > deadline:
+            return tracked
+        time.sleep(0.5)
 
 
 def threads(op: Operator) -> int:
@@ -264,12 +279,13 @@ def churn(
             loaded = op.memory_mib()[0]
             cluster.cleanup(namespace, timeout=7200)
             requests.settle(quiet)
+            tracked = settle_tracked(op, quiet)
             row = {
                 "wave": wave + 1,
                 "rss_mib_loaded": round(loaded, 1),
                 "rss_mib_after": round(op.memory_mib()[0], 1),
                 "threads": threads(op),
-                "tracked": probe(op).get("tracked"),
+                "tracked": tracked,
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
