@@ -115,7 +115,11 @@ def emulator(workdir: Path) -> Iterator[str]:
         yield line.split()[1].rstrip("/")
     finally:
         proc.terminate()
-        rest = proc.communicate(timeout=10)[0]
+        try:  # with a million stored events behind it, it can take a while
+            rest = proc.communicate(timeout=120)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest = proc.communicate()[0]
         if rest.strip():  # the controllers' unexpected errors: the numbers are suspect
             print(f"operator_bench: the emulator said:\n{rest}", file=sys.stderr)
 
