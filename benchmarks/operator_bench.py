@@ -115,7 +115,11 @@ def emulator(workdir: Path) -> Iterator[str]:
         yield line.split()[1].rstrip("/")
     finally:
         proc.terminate()
-        rest = proc.communicate(timeout=10)[0]
+        try:  # with a million stored events behind it, it can take a while
+            rest = proc.communicate(timeout=120)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest = proc.communicate()[0]
         if rest.strip():  # the controllers' unexpected errors: the numbers are suspect
             print(f"operator_bench: the emulator said:\n{rest}", file=sys.stderr)
 
@@ -186,10 +190,12 @@ class Cluster:
         self.rbac = kubernetes.client.RbacAuthorizationV1Api(client)
         self.emulator_url = emulator_url
 
-    def requests(self) -> list[dict[str, Any]] | None:
+    def requests(self, since: int = 0) -> list[dict[str, Any]] | None:
+        """The emulator's request log from its ``since``-th record on (None: no emulator)."""
         if self.emulator_url is None:
             return None
-        with urllib.request.urlopen(f"{self.emulator_url}/_emulator/requests", timeout=60) as rsp:
+        url = f"{self.emulator_url}/_emulator/requests?since={since}"
+        with urllib.request.urlopen(url, timeout=60) as rsp:
             return json.loads(rsp.read())
 
     def ensure_crd(
@@ -391,7 +397,9 @@ def settle(cluster: Cluster, op: Operator, ua: tuple[str, ...], quiet: float) ->
         time.sleep(0.25)
 
 
-def wait_statuses(cluster: Cluster, namespace: str, count: int, timeout: float) -> None:
+def wait_statuses(
+    cluster: Cluster, namespace: str, count: int, timeout: float, poll: float = 0.25
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         done = [
@@ -401,10 +409,12 @@ def wait_statuses(cluster: Cluster, namespace: str, count: int, timeout: float) 
             return
         if time.monotonic() > deadline:
             raise SystemExit(f"operator_bench: error: only {len(done)}/{count} statuses written")
-        time.sleep(0.25)
+        time.sleep(poll)
 
 
-def wait_rollouts(cluster: Cluster, namespace: str, count: int, timeout: float) -> None:
+def wait_rollouts(
+    cluster: Cluster, namespace: str, count: int, timeout: float, poll: float = 0.25
+) -> None:
     """Wait until the Deployment controller has reported on every Deployment (observed its
     generation, said whether it is Available): the operator's answers to those status changes
     belong to the per-SmolServe counts. On a real cluster the controller-manager, rate-limited,
@@ -422,7 +432,7 @@ def wait_rollouts(cluster: Cluster, namespace: str, count: int, timeout: float) 
             return
         if time.monotonic() > deadline:
             raise SystemExit(f"operator_bench: error: only {reported}/{count} rollouts reported")
-        time.sleep(0.25)
+        time.sleep(poll)
 
 
 def phases(cluster: Cluster, namespace: str) -> dict[str, int]:

@@ -380,8 +380,15 @@ class ControllerManager:
         return self.emulator.get(plural, namespace, name, group)
 
     def list(self, plural: str, group: str, namespace: str) -> list[dict[str, Any]]:
-        objects = self.emulator.stores[group, plural].objects
-        return [obj for (ns, _), obj in list(objects.items()) if ns == namespace]
+        return list(self.emulator.stores[group, plural].by_namespace.get(namespace, {}).values())
+
+    def controlled(
+        self, plural: str, group: str, namespace: str, *owners: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """The namespace's objects that these owners control (None: those no controller owns;
+        an adopting controller looks at both), in creation order, as ``list`` has them."""
+        uids = [None if o is None else o["metadata"]["uid"] for o in owners]
+        return self.emulator.stores[group, plural].controlled(namespace, *uids)
 
     def write(self, plural: str, obj: dict[str, Any], group: str = "") -> None:
         """Commit ``obj`` and refresh it in place with what was stored."""
@@ -396,7 +403,7 @@ class ControllerManager:
         d = self.get("deployments", namespace, deployment, "apps")
         if d is None:
             return []
-        owned = [rs for rs in self.list("replicasets", "apps", namespace) if controlled_by(rs, d)]
+        owned = self.controlled("replicasets", "apps", namespace, d)
         return copy.deepcopy(sorted(owned, key=lambda rs: (revision(rs), _created(rs))))
 
     def pods_of(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
@@ -407,11 +414,7 @@ class ControllerManager:
             plural, group = {"ReplicaSet": ("replicasets", "apps"), "Job": ("jobs", "batch")}[kind]
             owner = self.get(plural, namespace, name, group)
             owners = [owner] if owner is not None else []
-        pods = [
-            pod
-            for pod in self.list("pods", "", namespace)
-            if any(controlled_by(pod, owner) for owner in owners)
-        ]
+        pods = self.controlled("pods", "", namespace, *owners)
         return copy.deepcopy(sorted(pods, key=_created))
 
 
@@ -456,7 +459,8 @@ class DeploymentController:
         """Its ReplicaSets: owned ones that still match, plus orphans it adopts."""
         selector = d["spec"]["selector"]
         owned = []
-        for live in self.m.list("replicasets", "apps", d["metadata"]["namespace"]):
+        namespace = d["metadata"]["namespace"]
+        for live in self.m.controlled("replicasets", "apps", namespace, d, None):
             rs = copy.deepcopy(live)
             ref = controller_of(rs)
             matches = selector_matches(selector, rs["metadata"].get("labels") or {})
@@ -764,8 +768,8 @@ class DeploymentController:
     def _old_pods_running(self, d: dict[str, Any], old: list[dict[str, Any]]) -> bool:
         if sum(_status(rs, "replicas") for rs in old) > 0:
             return True
-        pods = self.m.list("pods", "", d["metadata"]["namespace"])
-        return any(not is_terminal(p) for p in pods if any(controlled_by(p, rs) for rs in old))
+        pods = self.m.controlled("pods", "", d["metadata"]["namespace"], *old)
+        return any(not is_terminal(p) for p in pods)
 
     def _cleanup(self, d: dict[str, Any], old: list[dict[str, Any]]) -> None:
         """``revisionHistoryLimit``: delete the oldest empty ReplicaSets beyond it."""
@@ -927,7 +931,7 @@ class ReplicaSetController:
     def _pods(self, rs: dict[str, Any]) -> list[dict[str, Any]]:
         selector = rs["spec"].get("selector")
         owned = []
-        for live in self.m.list("pods", "", rs["metadata"]["namespace"]):
+        for live in self.m.controlled("pods", "", rs["metadata"]["namespace"], rs, None):
             ref = controller_of(live)
             matches = selector_matches(selector, live["metadata"].get("labels") or {})
             if ref is None and matches and not is_deleting(live) and not is_deleting(rs):
@@ -1044,7 +1048,7 @@ class JobController:
             return
         job = copy.deepcopy(live)
         uid = job["metadata"]["uid"]
-        pods = [p for p in self.m.list("pods", "", namespace) if controlled_by(p, job)]
+        pods = self.m.controlled("pods", "", namespace, job)
         if job_finished(job):
             for pod in pods:
                 if JOB_TRACKING in (pod["metadata"].get("finalizers") or []):
@@ -1105,7 +1109,7 @@ class JobController:
                     self.m.emulator.delete("pods", namespace, pod["metadata"]["name"])
         else:
             self._start_pods(job, pods, status, now)
-        pods = [p for p in self.m.list("pods", "", namespace) if controlled_by(p, job)]
+        pods = self.m.controlled("pods", "", namespace, job)
         active = [p for p in pods if is_active(p)]
         terminating = [p for p in pods if is_deleting(p) and not is_terminal(p)]
         if interim is not None and had_interim and not terminating:

@@ -58,6 +58,7 @@ import kmock
 
 from .clock import Clock
 from .collector import FOREGROUND, ORPHAN, GarbageCollector
+from .objects import controller_of
 from .patching import PatchInvalid, PatchTestFailed, json_patch, merge_patch
 from .selectors import SelectorError, field_matcher, label_matcher
 
@@ -178,9 +179,20 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
 
+def _controller_uid(obj: dict[str, Any]) -> str | None:
+    """The uid its controller reference names ("" when that has none), None with no controller."""
+    ref = controller_of(obj)
+    return None if ref is None else ref.get("uid") or ""
+
+
 @dataclass
 class _Collection:
-    """The objects of one resource type and the watch history over them."""
+    """The objects of one resource type and the watch history over them.
+
+    ``objects`` holds them in creation order; ``put`` and ``drop`` keep two indexes beside it,
+    so that a controller finds its namespace's objects, and those one owner controls, without
+    scanning every object of the type (which made a thousand SmolServes quadratic).
+    """
 
     objects: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
     history: collections.deque[tuple[int, dict[str, Any]]] = field(
@@ -188,6 +200,54 @@ class _Collection:
     )
     forgotten_up_to: int = 0  # resourceVersions at or below this are no longer replayable
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # namespace → name → object, each in creation order (as ``objects`` filtered by namespace)
+    by_namespace: dict[str | None, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # (namespace, controller uid or None) → names → their place in creation order
+    by_controller: dict[tuple[str | None, str | None], dict[str, int]] = field(default_factory=dict)
+    _placed: dict[tuple[str | None, str], tuple[int, str | None]] = field(default_factory=dict)
+    _created: int = 0
+
+    def put(self, namespace: str | None, name: str, obj: dict[str, Any]) -> None:
+        """Store a new object or the next state of one (which keeps its place)."""
+        key = (namespace, name)
+        self.objects[key] = obj
+        self.by_namespace.setdefault(namespace, {})[name] = obj
+        controller = _controller_uid(obj)
+        placed = self._placed.get(key)
+        if placed is not None and placed[1] == controller:
+            return
+        if placed is None:
+            self._created += 1
+            place = self._created
+        else:
+            place = placed[0]
+            self._unindex(namespace, name, placed[1])
+        self._placed[key] = (place, controller)
+        self.by_controller.setdefault((namespace, controller), {})[name] = place
+
+    def drop(self, namespace: str | None, name: str) -> None:
+        key = (namespace, name)
+        del self.objects[key]
+        in_namespace = self.by_namespace[namespace]
+        del in_namespace[name]
+        if not in_namespace:
+            del self.by_namespace[namespace]
+        self._unindex(namespace, name, self._placed.pop(key)[1])
+
+    def _unindex(self, namespace: str | None, name: str, controller: str | None) -> None:
+        names = self.by_controller[namespace, controller]
+        del names[name]
+        if not names:
+            del self.by_controller[namespace, controller]
+
+    def controlled(self, namespace: str | None, *uids: str | None) -> list[dict[str, Any]]:
+        """The namespace's objects whose controller has one of these uids (None: those with no
+        controller), in creation order."""
+        places: dict[str, int] = {}
+        for uid in uids:
+            places.update(self.by_controller.get((namespace, uid), {}))
+        in_namespace = self.by_namespace.get(namespace, {})
+        return [in_namespace[name] for name in sorted(places, key=places.__getitem__)]
 
 
 @dataclass(frozen=True)
@@ -263,8 +323,9 @@ class Emulator(kmock.KubernetesScaffold):
             )
         )
         parts = [p for p in path.split("/") if p]
-        if parts[:1] == ["_emulator"]:
-            return aiohttp.web.json_response([r.__dict__ for r in self.log])
+        if parts[:1] == ["_emulator"]:  # the request log, from the ``since``-th record on
+            since = int(request.params.get("since") or 0)
+            return aiohttp.web.json_response([r.__dict__ for r in self.log[since:]])
         if parts == ["api"]:
             return aiohttp.web.json_response({"kind": "APIVersions", "versions": ["v1"]})
         if parts == ["apis"]:
@@ -465,12 +526,12 @@ class Emulator(kmock.KubernetesScaffold):
             fields_ok = field_matcher(params.get("fieldSelector"))
         except SelectorError as exc:
             raise _fail(400, "BadRequest", str(exc)) from exc
+        coll = self.stores[kind.group, kind.plural]
+        candidates = coll.objects if namespace is None else coll.by_namespace.get(namespace, {})
         return [
             obj
-            for (ns, _), obj in self.stores[kind.group, kind.plural].objects.items()
-            if namespace in (None, ns)
-            and labels_ok(obj["metadata"].get("labels") or {})
-            and fields_ok(obj)
+            for obj in candidates.values()
+            if labels_ok(obj["metadata"].get("labels") or {}) and fields_ok(obj)
         ]
 
     def _list(self, kind: Kind, namespace: str | None, params: dict[str, str]) -> dict[str, Any]:
@@ -512,7 +573,7 @@ class Emulator(kmock.KubernetesScaffold):
             meta.pop(stale, None)
         if (kind.group, kind.plural) == CRD_KEY:
             self._register_crd(obj)
-        coll.objects[namespace, meta["name"]] = obj
+        coll.put(namespace, meta["name"], obj)
         self._publish((kind.group, kind.plural), "ADDED", obj)  # a gone owner: the GC's job
         return obj
 
@@ -546,7 +607,7 @@ class Emulator(kmock.KubernetesScaffold):
         if (kind.group, kind.plural) == CRD_KEY:
             self._register_crd(new)
         key = (kind.group, kind.plural)
-        self.stores[key].objects[meta.get("namespace"), meta["name"]] = new
+        self.stores[key].put(meta.get("namespace"), meta["name"], new)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._remove(kind, new)
         else:
@@ -678,7 +739,7 @@ class Emulator(kmock.KubernetesScaffold):
                 finalizers=finalizers,
                 resourceVersion=self._next_revision(),
             )
-            self.stores[kind.group, kind.plural].objects[namespace, name] = new
+            self.stores[kind.group, kind.plural].put(namespace, name, new)
             self._publish((kind.group, kind.plural), "MODIFIED", new)
             return new
         self._remove(kind, obj)
@@ -696,7 +757,7 @@ class Emulator(kmock.KubernetesScaffold):
     def _remove(self, kind: Kind, obj: dict[str, Any]) -> None:
         """Remove an object for good (the collector then sees to its dependents)."""
         meta = obj["metadata"]
-        del self.stores[kind.group, kind.plural].objects[meta.get("namespace"), meta["name"]]
+        self.stores[kind.group, kind.plural].drop(meta.get("namespace"), meta["name"])
         gone = {**obj, "metadata": {**meta, "resourceVersion": self._next_revision()}}
         self._publish((kind.group, kind.plural), "DELETED", gone)
         if (kind.group, kind.plural) == CRD_KEY:

@@ -526,3 +526,42 @@ def test_the_test_kubelet_runs_a_job_through_its_pods(
     pods = api.get(f"{PODS}?labelSelector=job-name%3Dwork")["items"]
     messages = {p["status"]["containerStatuses"][0]["state"]["terminated"]["message"] for p in pods}
     assert messages == {message} and len(pods) == 2
+
+
+def test_orphans_are_adopted_and_one_that_stops_matching_is_released(
+    api: Api, kubelet: Kubelet
+) -> None:
+    """The controllers find what they may adopt (no controller) and what they own (theirs)
+    through the emulator's owner index: both must follow every change of ownership."""
+    web = deployment(replicas=1)
+    stray = {
+        "metadata": {"name": "stray", "labels": {"app": "web", "tier": "web"}},
+        "spec": copy.deepcopy(web["spec"]["template"]["spec"]),
+    }
+    assert api("POST", PODS, stray)[0] == 201
+    orphan = {
+        "metadata": {"name": "web-orphan", "labels": {"app": "web"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": copy.deepcopy(web["spec"]["template"]),
+        },
+    }
+    assert api("POST", REPLICASETS, orphan)[0] == 201
+    code, created = api("POST", DEPLOYMENTS, web)
+    assert code == 201
+    kubelet.settle()
+    (adopted,) = kubelet.replicasets(NS, "web")
+    assert adopted["metadata"]["name"] == "web-orphan"
+    assert adopted["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert adopted["spec"]["replicas"] == 1
+    pods = kubelet.pods(NS, "ReplicaSet", "web-orphan")
+    assert [p["metadata"]["name"] for p in pods] == ["stray"]  # adopted: no second pod
+
+    relabelled = {"metadata": {"labels": {"app": "other"}}}
+    assert api("PATCH", f"{REPLICASETS}/web-orphan", relabelled, MERGE)[0] == 200
+    kubelet.settle()
+    assert not api.get(f"{REPLICASETS}/web-orphan")["metadata"].get("ownerReferences")
+    (replacement,) = kubelet.replicasets(NS, "web")
+    assert replacement["metadata"]["name"] != "web-orphan"
+    assert api.get(f"{PODS}/stray")["metadata"]["ownerReferences"][0]["name"] == "web-orphan"

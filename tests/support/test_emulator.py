@@ -11,6 +11,7 @@ import kubernetes
 import pytest
 
 from support import EmulatedCluster
+from support.emulator import _Collection
 from support.rawapi import MERGE, Api
 
 CRD = {
@@ -278,3 +279,68 @@ def test_a_crd_scale_subresource_reads_and_writes_only_the_replicas(
     assert obj["metadata"]["generation"] == 2
     assert api("PATCH", f"{gadgets}/g/scale", {"spec": {"replicas": -1}}, MERGE)[0] == 422
     assert api("GET", f"{WIDGETS}/none/scale")[0] == 404  # widgets have no scale subresource
+
+
+def test_lists_stay_right_through_relabels_deletes_and_recreates(api: Api) -> None:
+    """Lists read the namespace index: it must follow every write, keeping creation order
+    (a re-created object comes last, an updated one keeps its place)."""
+    other = "/apis/example.dev/v1/namespaces/other/widgets"
+    for name, tier in [("a", "x"), ("b", "y"), ("c", "x"), ("d", "x")]:
+        assert api("POST", WIDGETS, widget(name, tier=tier))[0] == 201
+    assert api("POST", other, widget("a", tier="x"))[0] == 201
+    assert api("PATCH", f"{WIDGETS}/b", {"metadata": {"labels": {"tier": "x"}}}, MERGE)[0] == 200
+    assert api("PATCH", f"{WIDGETS}/c", {"metadata": {"labels": {"tier": "y"}}}, MERGE)[0] == 200
+    assert api("DELETE", f"{WIDGETS}/a")[0] == 200
+    assert api("POST", WIDGETS, widget("a", tier="x"))[0] == 201
+
+    def names(path: str) -> list[tuple[str, str]]:
+        return [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in api.get(path)["items"]]
+
+    assert names(WIDGETS) == [("ns", "b"), ("ns", "c"), ("ns", "d"), ("ns", "a")]
+    assert names(f"{WIDGETS}?labelSelector=tier%3Dx") == [("ns", "b"), ("ns", "d"), ("ns", "a")]
+    assert names(f"{other}?labelSelector=tier%3Dx") == [("other", "a")]
+    everywhere = names("/apis/example.dev/v1/widgets?labelSelector=tier%3Dx")
+    assert everywhere == [("ns", "b"), ("ns", "d"), ("other", "a"), ("ns", "a")]
+    assert api("DELETE", f"{other}/a")[0] == 200
+    assert names(other) == []
+
+
+def test_the_owner_index_follows_changes_of_controller() -> None:
+    def obj(name: str, controller: str | None, *others: str) -> dict[str, Any]:
+        refs = [{"uid": uid, "name": uid} for uid in others]
+        if controller is not None:
+            refs.append({"uid": controller, "name": controller, "controller": True})
+        return {"metadata": {"name": name, "namespace": "ns", "ownerReferences": refs}}
+
+    coll = _Collection()
+    coll.put("ns", "a", obj("a", "u1"))
+    coll.put("ns", "b", obj("b", None, "u1"))  # owned by u1, but not controlled: an orphan
+    coll.put("ns", "c", obj("c", "u1"))
+    coll.put("other", "d", obj("d", "u1"))
+
+    def names(namespace: str, *uids: str | None) -> list[str]:
+        return [o["metadata"]["name"] for o in coll.controlled(namespace, *uids)]
+
+    assert (names("ns", "u1"), names("ns", None), names("other", "u1")) == (
+        ["a", "c"],
+        ["b"],
+        ["d"],
+    )
+    coll.put("ns", "a", obj("a", "u2"))  # a new controller: a keeps its place
+    coll.put("ns", "b", obj("b", "u1"))
+    assert (names("ns", "u1"), names("ns", "u2"), names("ns", None)) == (["b", "c"], ["a"], [])
+    assert names("ns", "u1", "u2", None) == ["a", "b", "c"]
+    coll.drop("ns", "b")
+    coll.put("ns", "b", obj("b", "u1"))  # re-created: last
+    assert names("ns", "u1", "u2") == ["a", "c", "b"]
+    for namespace, name in list(coll.objects):
+        coll.drop(namespace, name)
+    assert (coll.objects, coll.by_namespace, coll.by_controller) == ({}, {}, {})
+
+
+def test_the_request_log_reads_from_a_record_on(api: Api) -> None:
+    everything = api.get("/_emulator/requests")
+    api.get(WIDGETS)
+    fresh = api.get(f"/_emulator/requests?since={len(everything)}")
+    assert [r["path"] for r in fresh] == [WIDGETS, "/_emulator/requests"]
+    assert api.get("/_emulator/requests?since=0")[: len(everything)] == everything
