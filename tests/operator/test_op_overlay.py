@@ -37,9 +37,11 @@ def test_a_deletion_hides_the_object_until_the_cache_drops_it() -> None:
     live = obj("old-template", 4, kind="ConfigMap")
     overlay.record(KEY, Ref.of(live), None)
     assert overlay.objects(KEY, [live]) == []
-    assert overlay.is_echo(KEY, live, deleted=True)
     assert overlay.objects(KEY, []) == [] and len(overlay) == 0
-    assert not overlay.is_echo(KEY, live, deleted=True)  # forgotten once seen
+    overlay.record(KEY, Ref.of(live), None)
+    assert overlay.echoed(KEY, live, deleted=True)
+    assert len(overlay) == 0  # the watch cache shows it now: the record is dropped
+    assert not overlay.echoed(KEY, live, deleted=True)  # forgotten once seen
 
 
 def test_objects_being_deleted_count_as_gone() -> None:
@@ -52,11 +54,14 @@ def test_an_event_is_an_echo_only_at_the_written_version() -> None:
     overlay = Overlay()
     written = obj("smol", 9)
     overlay.record(KEY, Ref.of(written), written)
-    assert overlay.is_echo(KEY, obj("smol", 9))
-    assert not overlay.is_echo(KEY, obj("smol", 10))  # someone else changed it after us
-    assert not overlay.is_echo(KEY, obj("smol", 8))
-    assert not overlay.is_echo(("ns", "other"), obj("smol", 9))
-    assert not overlay.is_echo(KEY, obj("smol", 9), deleted=True)  # we wrote it, not deleted it
+    assert not overlay.echoed(KEY, obj("smol", 10))  # someone else changed it after us
+    assert not overlay.echoed(KEY, obj("smol", 8))
+    assert not overlay.echoed(("ns", "other"), obj("smol", 9))
+    assert not overlay.echoed(KEY, obj("smol", 9), deleted=True)  # we wrote it, not deleted it
+    assert len(overlay) == 1
+    assert overlay.echoed(KEY, obj("smol", 9))
+    assert len(overlay) == 0  # dropped: the watch cache holds the write now
+    assert not overlay.echoed(KEY, obj("smol", 9))
 
 
 def test_the_status_written_is_laid_over_until_the_watch_shows_it() -> None:

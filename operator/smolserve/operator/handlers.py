@@ -66,7 +66,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     async def on_child(namespace: str, body: kopf.Body, type: str | None, **kwargs: Any) -> None:
         key = (namespace, body["metadata"]["labels"][labels.SERVE])
         deleted = type == "DELETED"
-        if not reconciler.overlay.is_echo(key, body, deleted=deleted):
+        if not reconciler.overlay.echoed(key, body, deleted=deleted):
             await reconciler.submit(key, kwargs, after_deletion=deleted)
 
     for child in CHILDREN:

@@ -2,9 +2,10 @@
 
 kopf's indexes are fed by watches, which lag behind the operator's own writes. A reconcile
 that runs in between (another child's event, a retry) would see the old state and send the
-same write again. ``Overlay`` remembers each write's result per SmolServe until the watch
-shows an object at that resourceVersion or newer, and lays it over the cached objects, so the
-planner acts on what is really there. The same records tell a watch event that only echoes
+same write again. ``Overlay`` remembers each write's result per SmolServe (the projection the
+indexes keep of it, ``projection.project``) until the watch shows an object at that
+resourceVersion or newer, and lays it over the cached objects, so the planner acts on what is
+really there. The same records tell a watch event that only echoes
 this operator's write (nothing new to reconcile) from a change made by someone else.
 
 Pure bookkeeping, thread-safe, no I/O. Everything kept for a SmolServe is dropped by
@@ -98,16 +99,26 @@ class Overlay:
                 return serve
         return {**serve, "status": {**(serve.get("status") or {}), **written}}
 
-    def is_echo(self, key: Key, body: Mapping[str, Any], *, deleted: bool = False) -> bool:
+    def echoed(self, key: Key, body: Mapping[str, Any], *, deleted: bool = False) -> bool:
         """Whether a watch event shows exactly this operator's last write of that object (for
-        a deletion: that this operator deleted it)."""
+        a deletion: that this operator deleted it). If so, the record is dropped: the watch
+        cache holds what was written now (kopf indexes an event before its handlers run), and
+        a SmolServe that no later event reconciles keeps no record of it."""
         ref = Ref.of(dict(body))
         with self._guard:
             records = self._objects.get(key, {})
+            if ref not in records:
+                return False
+            written = records[ref]
             if deleted:
-                return ref in records and records[ref] is None
-            written = records.get(ref)
-        return written is not None and resource_version(written) == resource_version(body)
+                echo = written is None
+            else:
+                echo = written is not None and resource_version(written) == resource_version(body)
+            if echo:
+                del records[ref]
+                if not records:
+                    del self._objects[key]
+        return echo
 
     def forget(self, key: Key) -> None:
         """Drop everything kept for a SmolServe (deleted: a new one of that name starts clean)."""

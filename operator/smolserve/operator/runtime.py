@@ -46,7 +46,7 @@ from smolserve.operator.discovery import ServedApis
 from smolserve.operator.kube import ApiError, Kube
 from smolserve.operator.metrics import OperatorMetrics
 from smolserve.operator.overlay import Key, Overlay, resource_version
-from smolserve.operator.projection import Packed, pack
+from smolserve.operator.projection import Packed, pack, project
 from smolserve.spec import SmolServeSpec, SpecError
 
 # API answers no retry can fix: bad request, forbidden, invalid.
@@ -436,16 +436,16 @@ class Reconciler:
         for obj in plan.create:
             ref = Ref.of(obj)
             try:
-                self.overlay.record(key, ref, self.kube.create(obj))
+                self.overlay.record(key, ref, project(self.kube.create(obj)))
             except ApiError as exc:
                 if exc.status == 404 and ref.resource.optional:
                     self.apis.recheck(ref.resource)  # uninstalled? the retry then says so
                 if exc.status != 409 or exc.reason != "AlreadyExists":
                     raise
-                self.overlay.record(key, ref, self._created_before(ref, obj, exc))
+                self.overlay.record(key, ref, project(self._created_before(ref, obj, exc)))
         for ref, body in plan.patch:
             try:
-                self.overlay.record(key, ref, self.kube.patch(ref, body))
+                self.overlay.record(key, ref, project(self.kube.patch(ref, body)))
             except ApiError as exc:
                 if exc.status != 404:
                     raise
