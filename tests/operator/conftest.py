@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the `support` pa
 
 from smolserve.manifests import OperatorConfig
 from support import EmulatedCluster, install_crds
+from support.faults import FaultProxyThread
 from support.kubelet import Kubelet
 from support.running import OperatorThread
 from support.thirdparty import serve_optional_apis
@@ -88,3 +89,24 @@ def world(
     operator: OperatorThread,
 ) -> World:
     return World(cluster, api_client, kubelet, operator)
+
+
+@pytest.fixture()
+def proxied_world(
+    request: pytest.FixtureRequest,
+    cluster: EmulatedCluster,
+    api_client: kubernetes.client.ApiClient,
+    kubelet: Kubelet,
+    operator_config: OperatorConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    proxy: FaultProxyThread,
+) -> Iterator[World]:
+    """A World whose operator reaches the API through the test module's ``proxy`` fixture (a
+    ``support.faults.FaultProxyThread``), started with the module's ``OPERATOR_OPTIONS``."""
+    monkeypatch.setenv("KUBECONFIG", str(proxy.kubeconfig))
+    options = getattr(request.module, "OPERATOR_OPTIONS", {})
+    operator = OperatorThread(operator_config, **options).start()
+    try:
+        yield World(cluster, api_client, kubelet, operator)
+    finally:
+        operator.stop()

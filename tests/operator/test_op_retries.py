@@ -8,15 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import kubernetes
 import pytest
 
-from smolserve.manifests import OperatorConfig
 from smolserve.operator.kube import USER_AGENT
 from support import EmulatedCluster
 from support.faults import ERROR_503, FaultProxyThread, Rule
-from support.kubelet import Kubelet
-from support.running import OperatorThread, wait_for
+from support.running import wait_for
 from support.world import World
 
 
@@ -26,23 +23,6 @@ def proxy(cluster: EmulatedCluster, tmp_path: Path) -> Iterator[FaultProxyThread
     rule = Rule(ERROR_503, 1.0, verbs=frozenset({"create"}), user_agents=(USER_AGENT,))
     with FaultProxyThread(cluster.url, tmp_path / "proxy-kubeconfig", [rule]) as proxy:
         yield proxy
-
-
-@pytest.fixture()
-def proxied_world(
-    cluster: EmulatedCluster,
-    api_client: kubernetes.client.ApiClient,
-    kubelet: Kubelet,
-    proxy: FaultProxyThread,
-    operator_config: OperatorConfig,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[World]:
-    monkeypatch.setenv("KUBECONFIG", str(proxy.kubeconfig))
-    operator = OperatorThread(operator_config).start()
-    try:
-        yield World(cluster, api_client, kubelet, operator)
-    finally:
-        operator.stop()
 
 
 def test_a_failed_handler_reconcile_is_retried_without_a_kopf_retry_record(

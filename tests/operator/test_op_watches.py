@@ -24,7 +24,6 @@ from smolserve.operator.runner import handle_loop_exception
 from smolserve.operator.settings import Timeouts, build_settings
 from support import EmulatedCluster
 from support.faults import TIMEOUT, FaultProxyThread, Rule
-from support.kubelet import Kubelet
 from support.running import OperatorThread, wait_for
 from support.world import MERGE, NS, World, template_annotation
 
@@ -128,21 +127,8 @@ def proxy(cluster: EmulatedCluster, tmp_path: Path) -> Iterator[FaultProxyThread
         yield proxy
 
 
-@pytest.fixture()
-def proxied_world(
-    cluster: EmulatedCluster,
-    api_client: kubernetes.client.ApiClient,
-    kubelet: Kubelet,
-    proxy: FaultProxyThread,
-    operator_config: OperatorConfig,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[World]:
-    monkeypatch.setenv("KUBECONFIG", str(proxy.kubeconfig))
-    operator = OperatorThread(operator_config, timeouts=SHORT).start()
-    try:
-        yield World(cluster, api_client, kubelet, operator)
-    finally:
-        operator.stop()
+# The operator of ``proxied_world`` (conftest.py) runs with these.
+OPERATOR_OPTIONS = {"timeouts": SHORT}
 
 
 def test_a_stalled_watch_is_resumed_within_the_client_timeout(

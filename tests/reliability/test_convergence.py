@@ -87,18 +87,11 @@ def _quiet(
             for serve, _ in fleet.views()
         )
 
-    def last_write() -> float:
-        exchanges = proxy.call(lambda p: list(p.exchanges))
-        writes = [
-            e.at
-            for e in exchanges
-            if e.call.method != "GET" and e.call.user_agent.startswith(OPERATOR_UA)
-        ]
-        return max(writes, default=0.0)
-
     wait_for(
         lambda: (
-            reconciler.idle() and time.monotonic() - last_write() > seconds and not kopf_pending()
+            reconciler.idle()
+            and time.monotonic() - proxy.last_write_at(OPERATOR_UA) > seconds
+            and not kopf_pending()
         ),
         timeout=60,
         what="the operator to be quiet",

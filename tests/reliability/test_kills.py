@@ -185,16 +185,11 @@ def run_scenario(tmp_path: Path, models_dir: Path) -> Iterator[Callable[..., Run
 
 
 def _quiet(proxy: FaultProxyThread, seconds: float = 1.5) -> None:
-    def last_write() -> float:
-        exchanges = proxy.call(lambda p: list(p.exchanges))
-        writes = [
-            e.at
-            for e in exchanges
-            if e.call.method != "GET" and e.call.user_agent.startswith(OPERATOR_UA)
-        ]
-        return max(writes, default=0.0)
-
-    wait_for(lambda: time.monotonic() - last_write() > seconds, timeout=60, what="quiet")
+    wait_for(
+        lambda: time.monotonic() - proxy.last_write_at(OPERATOR_UA) > seconds,
+        timeout=60,
+        what="quiet",
+    )
 
 
 def _check(run: Run, reference: Run) -> None:

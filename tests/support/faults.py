@@ -477,6 +477,17 @@ class FaultProxyThread:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
 
+    def last_write_at(self, user_agents: tuple[str, ...]) -> float:
+        """When (``time.monotonic``) the last non-GET request from a client whose user agent
+        starts with one of ``user_agents`` came through; 0 if none did."""
+        exchanges = self.call(lambda p: list(p.exchanges))
+        writes = [
+            e.at
+            for e in exchanges
+            if e.call.method != "GET" and e.call.user_agent.startswith(user_agents)
+        ]
+        return max(writes, default=0.0)
+
     def call(self, fn: Callable[[FaultProxy], Any]) -> Any:
         """Run ``fn(proxy)`` on the proxy's loop (its lists are not shared across threads), or
         here once the proxy has stopped."""
