@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from smolserve.kinds import Ref
 from smolserve.operator import kube as kube_module
 from smolserve.operator.kube import USER_AGENT, ApiError, Kube
+from support.cluster import write_kubeconfig
 from support.loopback import LoopbackServer, QuietHandler
+
+TOKEN = "emulator"  # the token of support.cluster's kubeconfig
 
 
 class Recorder(QuietHandler):
@@ -51,22 +53,8 @@ def server() -> Any:
     server.close()
 
 
-def kubeconfig(path: Path, url: str) -> Path:
-    """A kubeconfig whose user has a bearer token."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": url}}],
-        "users": [{"name": "u", "user": {"token": "first"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def client(server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Kube:
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "kubeconfig", server.url)))
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", server.url)))
     return Kube.from_environment(timeout=(2.0, 5.0))
 
 
@@ -86,7 +74,7 @@ def test_requests_carry_json_query_agent_and_token(
     assert listing[:2] == ("GET", "/api/v1/namespaces/ns/configmaps?labelSelector=a%3Db%2Cc")
     for _, _, headers, _ in Recorder.seen:
         assert headers["user-agent"] == USER_AGENT
-        assert headers["authorization"] == "Bearer first"
+        assert headers["authorization"] == f"Bearer {TOKEN}"
         assert headers["accept"] == "application/json"
 
 

@@ -31,7 +31,7 @@ CRD_PATH = REPO / "crds" / "smolserve.yaml"
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
-    """A kubeconfig with one context that points at ``server`` without credentials."""
+    """A kubeconfig with one context that points at ``server``, its user a fixed token."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",

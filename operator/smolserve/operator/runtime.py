@@ -110,6 +110,15 @@ class KeyedLocks:
             return len(self._locks)
 
 
+@dataclass(frozen=True, slots=True)
+class CachedServe:
+    """A SmolServe as its last event showed it (packed), with what says whether it changed."""
+
+    uid: str | None
+    generation: int | None
+    packed: Packed
+
+
 @dataclass(frozen=True)
 class Progress:
     """What the last reconcile of a SmolServe saw and did (tests wait on it; so can probes)."""
@@ -180,11 +189,10 @@ class Reconciler:
         self._job_messages: dict[Key, dict[str, str]] = {}  # failed Job uid → its message
         self._sources: dict[Key, tuple[str, str]] = {}  # the (namespace, ConfigMap) it reads
         self._progress: dict[Key, Progress] = {}
-        self._generations: dict[Key, tuple[Any, Any]] = {}  # (uid, generation) last queued
-        # The SmolServes as their last events showed them, packed: the operator's own watch
-        # cache of them (one kopf handler per SmolServe event, not an index and a handler).
-        # Dropped by their deletion's event only, not by ``forget``.
-        self._serves: dict[Key, Packed] = {}
+        # The SmolServes as their last events showed them: the operator's own watch cache of
+        # them (one kopf handler per SmolServe event, not an index and a handler). Dropped by
+        # their deletion's event only, not by ``forget``.
+        self._serves: dict[Key, CachedServe] = {}
         self._queued: dict[Key, bool] = {}  # a reconcile is queued (any event a deletion?)
         self._tasks: set[asyncio.Task[None]] = set()  # queued, running or retrying reconciles
         self._specs: dict[Key, tuple[tuple[Any, Any], SmolServeSpec | SpecError]] = {}
@@ -211,17 +219,17 @@ class Reconciler:
         """
         with self._locks.hold(key):
             with self._guard:
-                packed = self._serves.get(key)
-            serves = [packed.unpack()] if packed is not None else []
-            if not serves or serves[0]["metadata"].get("deletionTimestamp"):
+                cached = self._serves.get(key)
+            current = cached.packed.unpack() if cached is not None else None
+            if current is None or current["metadata"].get("deletionTimestamp"):
                 self.forget(key)
                 return  # deleted: owner references take the children
-            uid = serves[0]["metadata"].get("uid")
+            uid = current["metadata"].get("uid")
             if self._incarnation.get(key) not in (None, uid):
                 self.forget(key)  # deleted and re-created under its name: start clean
             with self._guard:
                 self._incarnation[key] = uid
-            serve = self.overlay.serve(key, serves[0])
+            serve = self.overlay.serve(key, current)
             started = time.perf_counter()
             try:
                 observed = self._observe(key, serve, indexes)
@@ -492,14 +500,15 @@ class Reconciler:
         not read by the plan, so their changes are not (controller-runtime's
         generation-changed predicate)."""
         meta = serve.get("metadata") or {}
-        seen = (meta.get("uid"), meta.get("generation"))
-        packed = pack(serve)
+        seen = CachedServe(meta.get("uid"), meta.get("generation"), pack(serve))
         with self._guard:
-            self._serves[key] = packed
-            if self._generations.get(key) == seen and None not in seen:
-                return False
-            self._generations[key] = seen
-        return True
+            previous = self._serves.get(key)
+            self._serves[key] = seen
+        return (
+            previous is None
+            or (previous.uid, previous.generation) != (seen.uid, seen.generation)
+            or None in (seen.uid, seen.generation)
+        )
 
     def referrers(self, namespace: str, configmap: str) -> list[Key]:
         """The SmolServes whose template source is this ConfigMap (as last reconciled)."""
@@ -518,8 +527,7 @@ class Reconciler:
         """How many SmolServes the operator keeps anything for (for leak checks)."""
         with self._guard:
             keys = self._job_messages.keys() | self._sources.keys() | self._progress.keys()
-            keys |= self._generations.keys() | self._specs.keys() | self._incarnation.keys()
-            keys |= self._serves.keys()
+            keys |= self._serves.keys() | self._specs.keys() | self._incarnation.keys()
             keys |= self._rechecks.keys()
         return max(len(keys), len(self.overlay), len(self._locks), self.metrics.tracked())
 
@@ -530,7 +538,7 @@ class Reconciler:
             with self._guard:
                 known = self._incarnation.get(key)
                 cached = self._serves.get(key)
-                if cached is not None and cached.unpack()["metadata"].get("uid") == uid:
+                if cached is not None and cached.uid == uid:
                     del self._serves[key]
             if known in (None, uid):
                 self.forget(key)
@@ -543,7 +551,6 @@ class Reconciler:
             self._job_messages.pop(key, None)
             self._sources.pop(key, None)
             self._progress.pop(key, None)
-            self._generations.pop(key, None)
             self._specs.pop(key, None)
             self._incarnation.pop(key, None)
         self._on_loop(self._set_deadline, key, None, None)
