@@ -144,3 +144,25 @@ def test_the_minimal_operator_runs_twice_over_existing_children(cluster: Emulate
         target.custom.patch_namespaced_custom_object_status(
             labels.GROUP, labels.VERSION, NS, labels.PLURAL, "smol", {"status": None}
         )
+
+
+def test_repeated_runs_report_medians_ratios_and_each_runs_cpu() -> None:
+    def run(cpu: float, wall: float, writes: float) -> dict[str, Any]:
+        return {
+            "smolserves": 200,
+            "wall_s": wall,
+            "operator_cpu_ms_per_smolserve": cpu,
+            "phases_at_steady_state": {"Ready": 200},
+            "requests_per_smolserve": {"POST services": writes},
+        }
+
+    ours = [run(30.0, 9.0, 1.0), run(36.0, 12.0, 1.0), run(25.0, 8.0, 2.0)]
+    minimal = [run(15.0, 6.0, 1.0), run(12.0, 6.0, 1.0), run(18.0, 7.0, 1.0)]
+    result = bench.compare(ours, minimal)
+    assert result["ours"]["operator_cpu_ms_per_smolserve"] == 30.0
+    assert result["ours"]["requests_per_smolserve"] == {"POST services": 1.0}
+    assert result["ours"]["phases_at_steady_state"] == {"Ready": 200}
+    assert result["cpu_ratio_ours_to_minimal"] == 2.0
+    assert result["wall_ratio_ours_to_minimal"] == 1.5
+    assert result["runs"]["cpu_ratio_ours_to_minimal"] == [2.0, 3.0, 1.39]
+    assert "runs" not in bench.compare(ours[:1], minimal[:1])
