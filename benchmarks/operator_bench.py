@@ -610,8 +610,8 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def compare(ours: list[dict[str, Any]], minimal: list[dict[str, Any]]) -> dict[str, Any]:
     """Both operators' results (medians over the runs), the ratios ours / minimal, and, with
     several runs, each run's CPU per SmolServe: it varies between runs of the same code by more
-    than most changes save (measured on a 2-core machine: 25.2 to 36.6 ms), so read the medians
-    and the ratio of each pair of runs."""
+    than most changes save (docs/operator.md, Performance), so read the medians and the ratio
+    of each pair of runs."""
     cpu = "operator_cpu_ms_per_smolserve"
     result: dict[str, Any] = {"ours": medians(ours), "minimal": medians(minimal)}
     result["wall_ratio_ours_to_minimal"] = round(
