@@ -19,19 +19,21 @@ KEY = ("ns", "smol")
 
 class Recorded(Reconciler):
     """A Reconciler whose reconcile (the collaborator the queue runs) fails ``failures`` times,
-    then records its calls; ``gate`` holds each call until a test opens it."""
+    then records its calls; ``hold`` holds each call until a test opens it. It has no
+    watches: its caches count as listed."""
 
     def __init__(self, failures: int = 0) -> None:
         super().__init__(Kube(None), OperatorConfig.from_env())
         self.failures = failures
         self.calls: list[bool] = []
         self.started = 0
-        self.gate = threading.Event()
-        self.gate.set()
+        self.hold = threading.Event()
+        self.hold.set()
+        self.gate.listed.set()
 
     def reconcile(self, key: Any, indexes: Any, **kwargs: Any) -> None:
         self.started += 1
-        self.gate.wait(10)
+        self.hold.wait(10)
         if self.failures:
             self.failures -= 1
             raise ApiError(503, "the server is currently unable to handle the request")
@@ -41,10 +43,10 @@ class Recorded(Reconciler):
 def test_the_handler_returns_before_the_reconcile_ran() -> None:
     async def scenario() -> None:
         reconciler = Recorded()
-        reconciler.gate.clear()
+        reconciler.hold.clear()
         await asyncio.wait_for(reconciler.submit(KEY, {}), timeout=1)  # returns at once
         assert not reconciler.idle() and reconciler.calls == []
-        reconciler.gate.set()
+        reconciler.hold.set()
         while not reconciler.idle():
             await asyncio.sleep(0.01)
         assert reconciler.calls == [False]
@@ -69,15 +71,46 @@ def test_an_event_while_a_reconcile_runs_gets_a_pass_after_it() -> None:
 
     async def scenario() -> None:
         reconciler = Recorded()
-        reconciler.gate.clear()
+        reconciler.hold.clear()
         await reconciler.submit(KEY, {})
         while reconciler.started == 0:
             await asyncio.sleep(0.01)
         await reconciler.submit(KEY, {})
-        reconciler.gate.set()
+        reconciler.hold.set()
         while not reconciler.idle():
             await asyncio.sleep(0.01)
         assert reconciler.calls == [False, False]
+
+    asyncio.run(scenario())
+
+
+def test_nothing_runs_before_the_caches_are_listed_nor_while_peering_pauses(
+    monkeypatch: Any,
+) -> None:
+    """Queued reconciles and their retries wait at the gate: for the operator's own caches'
+    first list, and while kopf's peering pauses this replica (a standby never writes)."""
+    monkeypatch.setattr(runtime, "RETRY_DELAYS", (0.01,))
+
+    async def scenario() -> None:
+        reconciler = Recorded(failures=1)
+        reconciler.gate.listed.clear()
+        await reconciler.submit(KEY, {})
+        await asyncio.sleep(0.3)
+        assert reconciler.started == 0  # not listed yet
+        reconciler.gate.active.clear()  # paused
+        reconciler.gate.listed.set()
+        await asyncio.sleep(0.3)
+        assert reconciler.started == 0
+        reconciler.gate.active.set()
+        while reconciler.started == 0:
+            await asyncio.sleep(0.01)
+        reconciler.gate.active.clear()  # paused again before the retry of the failed one
+        await asyncio.sleep(0.3)
+        assert reconciler.started == 1 and reconciler.calls == []
+        reconciler.gate.active.set()
+        while not reconciler.idle():
+            await asyncio.sleep(0.01)
+        assert reconciler.calls == [False]
 
     asyncio.run(scenario())
 

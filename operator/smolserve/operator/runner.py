@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import random
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,7 +16,7 @@ import kopf
 
 from smolserve.manifests import OperatorConfig
 from smolserve.operator.discovery import REFRESH_SECONDS, ServedApis
-from smolserve.operator.handlers import register
+from smolserve.operator.handlers import Peering, register
 from smolserve.operator.kube import Kube, load_configuration
 from smolserve.operator.runtime import Reconciler
 from smolserve.operator.settings import PEERING_LIFETIME, Timeouts, build_settings
@@ -63,11 +65,19 @@ def handle_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, An
     loop.default_exception_handler(context)
 
 
-def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
+def build_registry(
+    reconciler: Reconciler, *, namespaces: Sequence[str] = (), peering: Peering | None = None
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(login_for(reconciler.kube))
-    register(registry, reconciler)
+    register(registry, reconciler, namespaces=namespaces, peering=peering)
     return registry
+
+
+def peering_identity() -> str:
+    """This replica's name in the peering object: the pod's (``POD_ID``, as the chart sets
+    it, and as kopf would take it), else the host's and the process's."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}@{os.getpid()}"
 
 
 def run(
@@ -108,7 +118,9 @@ def run(
         # its full collections (measured: ~6 % of the operator's CPU in bulk was the collector).
         gc.freeze()
     # kopf pauses every peer when two share a priority: each process draws its own.
-    priority = random.randint(1, 2**31 - 1) if peering else None
+    place = None
+    if peering is not None and not standalone:
+        place = Peering(peering, peering_identity(), random.randint(1, 2**31 - 1))
     server = None
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -121,13 +133,14 @@ def run(
             runner.get_loop().set_exception_handler(handle_loop_exception)
             runner.run(
                 kopf.operator(
-                    registry=build_registry(reconciler),
+                    registry=build_registry(reconciler, namespaces=namespaces, peering=place),
                     settings=build_settings(
                         scanning=scanning, timeouts=timeouts, peering_lifetime=peering_lifetime
                     ),
-                    standalone=standalone or peering is None,
-                    peering_name=peering,
-                    priority=priority,
+                    standalone=place is None,
+                    peering_name=peering if place is not None else None,
+                    priority=place.priority if place is not None else None,
+                    identity=place.identity if place is not None else None,
                     liveness_endpoint=liveness,
                     clusterwide=not namespaces,
                     namespaces=list(namespaces),

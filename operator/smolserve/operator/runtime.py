@@ -3,9 +3,10 @@
 ``Reconciler.reconcile`` brings one SmolServe to its desired state, the way a
 controller-runtime reconciler does:
 
-1. **read** the SmolServe and its children from kopf's indexes (watch caches, with this
-   operator's unseen writes laid over them by ``Overlay``), load its spec once, and split the
-   children into those it owns (controller uid) and the ones someone else does;
+1. **read** the SmolServe and its children from the watch caches (``children.py``'s and
+   kopf's indexes, with this operator's unseen writes laid over them by ``Overlay``), load
+   its spec once, and split the children into those it owns (controller uid) and the ones
+   someone else does;
 2. **plan** with ``reconcile.plan`` (pure);
 3. **apply** the plan's creates, patches and deletes;
 4. **report**: write the status (with its own patch, in order, under the SmolServe's lock)
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import contextvars
 import datetime
+import functools
 import hashlib
 import itertools
 import logging
@@ -47,6 +49,7 @@ from smolserve.operator.kube import ApiError, Kube
 from smolserve.operator.metrics import OperatorMetrics
 from smolserve.operator.overlay import Key, Overlay, resource_version
 from smolserve.operator.projection import Packed, pack, project
+from smolserve.operator.status import Event
 from smolserve.spec import SmolServeSpec, SpecError
 
 # API answers no retry can fix: bad request, forbidden, invalid.
@@ -163,6 +166,22 @@ def needs_optional_kinds(spec: SmolServeSpec) -> bool:
     )
 
 
+class Gate:
+    """What every reconcile waits for before it starts (and before each retry): the
+    operator's own child caches listed once (``children.py``), and this replica not paused
+    by kopf's peering (``peering.py``; always open without peering)."""
+
+    def __init__(self) -> None:
+        self.listed = asyncio.Event()
+        self.active = asyncio.Event()
+        self.active.set()
+
+    async def passed(self) -> None:
+        while not (self.listed.is_set() and self.active.is_set()):
+            await self.listed.wait()
+            await self.active.wait()
+
+
 class Reconciler:
     """The operator's state between handler calls, and the reconcile itself.
 
@@ -183,6 +202,10 @@ class Reconciler:
         self.apis = apis if apis is not None else ServedApis(kube)
         self.metrics = metrics if metrics is not None else OperatorMetrics()
         self.overlay = Overlay()
+        self.gate = Gate()
+        # A context of kopf's handlers: its Events (``kopf.event``) need kopf's context
+        # variables, which reconciles queued by the operator's own watches do not carry.
+        self.kopf_context: contextvars.Context | None = None
         self._locks = KeyedLocks()
         self._guard = threading.Lock()
         # Per SmolServe (all dropped by ``forget``):
@@ -286,9 +309,11 @@ class Reconciler:
         retried with growing pauses (or the server's Retry-After) until it succeeds."""
         try:
             await asyncio.sleep(COALESCE_SECONDS)
+            await self.gate.passed()
         finally:
             after_deletion = self._queued.pop(key)
         for attempt in itertools.count():
+            await self.gate.passed()
             try:
                 await asyncio.to_thread(self.reconcile, key, indexes, after_deletion=after_deletion)
                 return
@@ -489,7 +514,16 @@ class Reconciler:
                 return
             self.overlay.record_status(key, plan.status, resource_version(written))
         for event in plan.events:
-            kopf.event(serve, type=event.type, reason=event.reason, message=event.message)
+            self._post(serve, event)
+
+    def _post(self, serve: dict[str, Any], event: Event) -> None:
+        post = functools.partial(
+            kopf.event, serve, type=event.type, reason=event.reason, message=event.message
+        )
+        if self.kopf_context is None:
+            post()  # no kopf handler ran yet: then only a caller's own context has them
+        else:
+            self.kopf_context.copy().run(post)
 
     # --- lookups for the handlers and tests ----------------------------------------------------
 

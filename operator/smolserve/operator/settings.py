@@ -95,7 +95,8 @@ def build_settings(
     # object's first event) the cancellation ends the watcher without a word, and that kind
     # is never watched again. ``watch_client`` bounds a silent stream instead.
     settings.watching.inactivity_timeout = math.inf
-    # The API server filters what kopf lists and watches: only the children, by their label,
+    # The API server filters what is listed and watched (by kopf, and by the operator's own
+    # watches: children.py): only the children, by their label,
     # and of the ConfigMaps only those labelled part-of=smolserve (the children, which carry
     # it too, and users' template sources) — never every ConfigMap in the cluster.
     for child in CHILDREN:
