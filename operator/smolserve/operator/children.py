@@ -3,7 +3,7 @@
 kopf turns every watch event into handler invocations with their full machinery (body
 views, a patch object, loggers, every handler's arguments, the start-up index gate):
 measured, 1.3 to 1.6 ms of CPU per child event, and children make most of an operator's
-events (5 of the 8 per SmolServe in bulk). All the operator needs from a child's event is
+events (6 of the 9 per SmolServe in bulk). All the operator needs from a child's event is
 its projection in a cache and a reconcile queued unless the event only shows its own last
 write, so it keeps both itself: one stream per kind (and served namespace) through
 ``watching.watch``, the API server filtering by the serve label, into caches that the
