@@ -278,7 +278,8 @@ def test_a_battery_that_never_finishes_is_rolled_back_at_its_timeout(
     agents.healthy(pod)
     agents.report(pod, RUNNING, healthy_for=0)  # then silence: the agent hangs
     wait_for(lambda: pod_hash(world.deployment()) == first, timeout=20, what="the rollback")
-    degraded = world.condition("Degraded")
+    # The status is written right after the Deployment's patch (apply, then report).
+    degraded = wait_for(lambda: (c := world.condition("Degraded"))["status"] == "True" and c)
     assert degraded["reason"] == "SmokeTestFailed" and "smoke check timeout" in degraded["message"]
     assert "rollout.smokeTimeout 1 s" in degraded["message"]
     # Decided by the operator's own timer (no event came in), Events included (kopf posts
