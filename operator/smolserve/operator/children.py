@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from smolserve import labels
-from smolserve.kinds import CHILDREN
+from smolserve.kinds import CHILDREN, Resource
 from smolserve.operator.projection import pack
 from smolserve.operator.runtime import (
     SOURCES_INDEX,
@@ -34,7 +34,7 @@ from smolserve.operator.runtime import (
     children_index,
     text_hashes,
 )
-from smolserve.operator.watching import LISTED, Resource, watch
+from smolserve.operator.watching import LISTED, watch
 
 OWN_KINDS = tuple(child for child in CHILDREN if not child.optional)
 
@@ -65,9 +65,6 @@ class Cache:
             if namespace is None or key[0] == namespace:
                 for name in list(entries):
                     yield key, name
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 def _where(obj: Mapping[str, Any], kind: str) -> tuple[str, Key] | None:
@@ -108,10 +105,9 @@ class ChildCaches:
             )
         )
 
-    async def _follow(self, settings: Any, child: Any, namespace: str | None) -> None:
-        resource = Resource(child.kind, child.group, child.version, child.plural)
+    async def _follow(self, settings: Any, child: Resource, namespace: str | None) -> None:
         listing: set[tuple[str, Key, str]] = set()
-        async for event in watch(settings, resource, namespace):
+        async for event in watch(settings, child, namespace):
             if event == LISTED:
                 await self._listed(child.kind, namespace, listing)
                 listing = set()

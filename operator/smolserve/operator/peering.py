@@ -21,12 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from smolserve.operator.watching import LISTED, Resource, watch
+from smolserve.kinds import Resource
+from smolserve.operator.watching import LISTED, watch
 
 logger = logging.getLogger(__name__)
 
-CLUSTER_PEERINGS = Resource("ClusterKopfPeering", "kopf.dev", "v1", "clusterkopfpeerings", False)
-NAMESPACED_PEERINGS = Resource("KopfPeering", "kopf.dev", "v1", "kopfpeerings", True)
+CLUSTER_PEERINGS = Resource(
+    "ClusterKopfPeering", "kopf.dev", "v1", "clusterkopfpeerings", namespaced=False
+)
+NAMESPACED_PEERINGS = Resource("KopfPeering", "kopf.dev", "v1", "kopfpeerings")
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,6 @@ class PeeringGate:
         else:
             now = datetime.datetime.now(datetime.UTC)
             found = verdict(body.get("status") or {}, self.identity, self.priority, now)
-        previous = self._verdicts[namespace]
         self._verdicts[namespace] = found
         timer = self._timers.pop(namespace, None)
         if timer is not None:
@@ -135,6 +137,5 @@ class PeeringGate:
             logger.info("paused in favour of %s", ", ".join(b for v in paused for b in v.blockers))
             self.active.clear()
         elif not paused and not self.active.is_set():
-            if previous.paused:
-                logger.info("resumed: no peer of a higher or the same priority is alive")
+            logger.info("active: no live peer of a higher or the same priority")
             self.active.set()

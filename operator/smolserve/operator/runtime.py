@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import contextvars
 import datetime
-import functools
 import hashlib
 import itertools
 import logging
@@ -309,7 +308,7 @@ class Reconciler:
         retried with growing pauses (or the server's Retry-After) until it succeeds."""
         try:
             await asyncio.sleep(COALESCE_SECONDS)
-            await self.gate.passed()
+            await self.gate.passed()  # events meanwhile still join this reconcile
         finally:
             after_deletion = self._queued.pop(key)
         for attempt in itertools.count():
@@ -517,13 +516,12 @@ class Reconciler:
             self._post(serve, event)
 
     def _post(self, serve: dict[str, Any], event: Event) -> None:
-        post = functools.partial(
+        # A reconcile gets this far only for a SmolServe a kopf handler has seen, and that
+        # handler kept its context.
+        assert self.kopf_context is not None
+        self.kopf_context.copy().run(
             kopf.event, serve, type=event.type, reason=event.reason, message=event.message
         )
-        if self.kopf_context is None:
-            post()  # no kopf handler ran yet: then only a caller's own context has them
-        else:
-            self.kopf_context.copy().run(post)
 
     # --- lookups for the handlers and tests ----------------------------------------------------
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from kopf._cogs.clients import watching as kopf_watching
 from kopf._cogs.structs import references
+
+from smolserve.kinds import Resource
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +26,6 @@ logger = logging.getLogger(__name__)
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 # The end of a (re)list: every object listed has been yielded before it.
 LISTED = "LISTED"
-
-
-@dataclass(frozen=True)
-class Resource:
-    kind: str
-    group: str
-    version: str
-    plural: str
-    namespaced: bool = True
 
 
 def _kopf_resource(resource: Resource) -> references.Resource:
@@ -64,8 +56,6 @@ async def watch(
                     yield LISTED
                 elif isinstance(raw, dict) and raw.get("type") != "BOOKMARK":
                     yield raw
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # any failure of the stream: the API's, the network's
             pause = BACKOFF[min(failures, len(BACKOFF) - 1)]
             failures += 1
